@@ -1,0 +1,5 @@
+"""Cellar's control plane: the Django project (web, REST API, control tasks)."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

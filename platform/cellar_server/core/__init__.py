@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every app uses: tenancy scoping, errors, the base viewset."""

@@ -1,0 +1,51 @@
+"""The dashboard navigation every page shares.
+
+A section links to its page once the app that owns it registers the URL name;
+until then it is shown, disabled, so the layout stays stable as apps land.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+
+@dataclass(frozen=True)
+class NavItem:
+    key: str
+    label: str
+    url_name: str
+    url: str | None
+    active: bool
+
+
+SECTIONS = [
+    ("experiments", "Experiments", "tracking:experiments"),
+    ("pipelines", "Pipelines", "pipelines:list"),
+    ("models", "Models", "registry:models"),
+    ("deployments", "Deployments", "serving:deployments"),
+    ("abtests", "A/B tests", "abtests:list"),
+    ("compute", "Compute", "compute:pools"),
+    ("data", "Data", "data:overview"),
+    ("admin", "Admin", "teams:members"),
+]
+
+
+def navigation(request: HttpRequest) -> dict:
+    match = getattr(request, "resolver_match", None)
+    team_slug = match.kwargs.get("team_slug") if match else None
+    if not team_slug:
+        return {"nav_items": []}
+    current = f"{match.namespace}:{match.url_name}" if match.namespace else match.url_name
+    items = []
+    for key, label, url_name in SECTIONS:
+        try:
+            url = reverse(url_name, kwargs={"team_slug": team_slug})
+        except NoReverseMatch:
+            url = None
+        namespace = url_name.split(":")[0]
+        active = bool(current) and current.startswith(namespace + ":")
+        items.append(NavItem(key, label, url_name, url, active))
+    return {"nav_items": items, "nav_team_slug": team_slug}

@@ -1,0 +1,68 @@
+"""The artifact store interface and the registry of backends."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from abc import ABC, abstractmethod
+from urllib.parse import urlparse
+
+
+class ArtifactStoreError(Exception):
+    pass
+
+
+def blob_key(team: str, sha256: str) -> str:
+    """Where a blob lives: teams/<team>/data/<sha[:2]>/<sha> (ARCHITECTURE.md, "Artifacts")."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ArtifactStoreError(f"not a sha256 hex digest: {sha256!r}")
+    if not team or "/" in team or team in {".", ".."}:
+        raise ArtifactStoreError(f"not a team slug: {team!r}")
+    return f"teams/{team}/data/{sha256[:2]}/{sha256}"
+
+
+class ArtifactStore(ABC):
+    """Bytes by key. Keys are relative paths; a backend maps them to its own namespace."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise when the store cannot be reached or written (used by /readyz)."""
+
+    def put_blob(self, team: str, data: bytes) -> str:
+        """Store content-addressed; writing the same bytes twice is free. Returns the sha256."""
+        digest = hashlib.sha256(data).hexdigest()
+        key = blob_key(team, digest)
+        if not self.exists(key):
+            self.put_bytes(key, data)
+        return digest
+
+    def get_blob(self, team: str, sha256: str) -> bytes:
+        data = self.get_bytes(blob_key(team, sha256))
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ArtifactStoreError(f"blob {sha256} is corrupt")
+        return data
+
+
+# scheme -> "module:Class", resolved lazily so boto3 is only imported for s3://.
+BACKENDS = {
+    "file": "cellar.artifacts.local:LocalArtifactStore",
+    "s3": "cellar.artifacts.s3:S3ArtifactStore",
+}
+
+
+def store_from_url(url: str) -> ArtifactStore:
+    parsed = urlparse(url)
+    target = BACKENDS.get(parsed.scheme)
+    if target is None:
+        raise ArtifactStoreError(f"no artifact store for '{parsed.scheme}://' (known: {', '.join(BACKENDS)})")
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name).from_url(url)

@@ -1,0 +1,52 @@
+"""Artifacts in a local folder: the single-machine default."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from cellar.artifacts.base import ArtifactStore, ArtifactStoreError
+
+
+class LocalArtifactStore(ArtifactStore):
+    def __init__(self, root: Path):
+        self.root = root
+
+    @classmethod
+    def from_url(cls, url: str) -> LocalArtifactStore:
+        return cls(Path(unquote(urlparse(url).path)))
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ArtifactStoreError(f"key escapes the store: {key!r}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader never sees half a blob.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactStoreError(f"no artifact at {key!r}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise ArtifactStoreError(f"{self.root} is not writable")

@@ -1,0 +1,56 @@
+"""Artifacts in S3 or an S3-compatible store (MinIO, R2…) through boto3.
+
+URL: s3://bucket/optional/prefix; the endpoint comes from AWS_ENDPOINT_URL
+when set, credentials from boto3's usual chain.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+from cellar.artifacts.base import ArtifactStore, ArtifactStoreError
+
+
+class S3ArtifactStore(ArtifactStore):
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        self.client = client
+
+    @classmethod
+    def from_url(cls, url: str) -> S3ArtifactStore:
+        parsed = urlparse(url)
+        if not parsed.netloc:
+            raise ArtifactStoreError("an S3 URL names its bucket: s3://bucket/prefix")
+        return cls(parsed.netloc, parsed.path)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            raise ArtifactStoreError(f"no artifact at {key!r}: {exc}") from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError:
+            return False
+        return True
+
+    def check(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)

@@ -1,0 +1,76 @@
+"""A small client for Cellar's REST API (`/api/v1/`), authenticated by an API token."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+
+
+class CellarAPIError(Exception):
+    """An error answered by the API, with its stable code and human message."""
+
+    def __init__(self, status: int, code: str, message: str, detail: Any = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.detail = detail
+
+
+class Client:
+    """`Client(url, token)`; both default to the CELLAR_URL and CELLAR_TOKEN variables."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0):
+        self.url = (url or os.environ.get("CELLAR_URL") or "http://127.0.0.1:8000").rstrip("/")
+        self.token = token or os.environ.get("CELLAR_TOKEN")
+        self.timeout = timeout
+        self._session = requests.Session()
+        if self.token:
+            self._session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.url}/api/v1/{path.lstrip('/')}"
+        response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+            raise CellarAPIError(
+                response.status_code,
+                error.get("code", "http_error"),
+                error.get("message", response.text[:200]),
+                error.get("detail"),
+            )
+        return body
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json)
+
+    def patch(self, path: str, json: Any = None) -> Any:
+        return self.request("PATCH", path, json=json)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    # --- conveniences -----------------------------------------------------------
+
+    def whoami(self) -> dict:
+        return self.get("me/")
+
+    def teams(self) -> list[dict]:
+        return self.get("teams/")
+
+    def members(self, team: str) -> list[dict]:
+        return self.get(f"teams/{team}/members/")["results"]
+
+    def audit_events(self, team: str, **filters: Any) -> list[dict]:
+        return self.get(f"teams/{team}/audit-events/", **filters)["results"]

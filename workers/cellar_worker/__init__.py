@@ -1,0 +1,3 @@
+"""Cellar's pool agent: consumes `pool.<name>`, holds no database credentials."""
+
+__version__ = "0.1.0"
