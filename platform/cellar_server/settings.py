@@ -81,7 +81,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
-    (CELLAR_HOME).mkdir(parents=True, exist_ok=True)
+    # Tests use a file too, not shared-cache memory, so that concurrency behaves as in production.
+    _db["TEST"] = {"NAME": str(CELLAR_HOME / f"test-cellar-{os.getpid()}.sqlite3")}
+    CELLAR_HOME.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -101,7 +103,8 @@ USE_TZ = True
 
 # --- Static files ----------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = CELLAR_HOME / "static"
+# Unset by default: whitenoise serves from the finders; set it for `collectstatic` in images.
+STATIC_ROOT = os.environ.get("CELLAR_STATIC_ROOT") or None
 STATICFILES_DIRS = [
     REPO_ROOT / "frontend" / "static",
     # Plotly.js ships inside the `plotly` wheel: served locally, no CDN.
@@ -158,10 +161,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
-    },
-    "SECURITY": [{"bearerAuth": []}],
 }
 
 # --- Logging: one JSON object per line ------------------------------------

@@ -83,6 +83,7 @@ def _valid(serializer_class, request: Request, *, data=None) -> dict:
 
 
 class TeamDetailApi(TeamScopedViewSet):
+    serializer_class = s.TeamSerializer
     scope_map = {"GET": "team:read", "PATCH": "team:write", "DELETE": "team:delete"}
 
     @extend_schema(responses=s.TeamSerializer)
@@ -103,6 +104,7 @@ class TeamDetailApi(TeamScopedViewSet):
 class QuotaApi(TeamScopedViewSet):
     """The team's quotas: every member reads them; platform admins edit them."""
 
+    serializer_class = s.QuotaSerializer
     scope_map = {"GET": "quotas:read", "PATCH": "quotas:write"}
 
     @extend_schema(responses=s.QuotaSerializer)

@@ -6,10 +6,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_slug
-
-from cellar_server.core.exceptions import ServiceError
 from cellar_server.teams import selectors, services
 from cellar_server.teams.actors import SYSTEM, Actor
 from cellar_server.teams.models import Team
@@ -38,10 +34,7 @@ def _file_token_still_valid(path: Path | None, team: Team) -> bool:
 def bootstrap(
     *, team_slug: str, username: str, password: str, email: str = "", staff: bool = False, token_file: Path | None
 ) -> BootstrapResult:
-    try:
-        validate_slug(team_slug)
-    except ValidationError:
-        raise ServiceError("invalid_slug", f"'{team_slug}' is not a valid team slug.") from None
+    services.team_slug_validate(team_slug)
     result = BootstrapResult()
     user, created = services.user_ensure(username=username, password=password, email=email, is_staff=staff)
     result.lines.append(f"user {username}: {'created' if created else 'exists'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,6 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
 from cellar_server.core.exceptions import ServiceError
 from cellar_server.core.scoping import team_scope
@@ -71,18 +71,26 @@ def _actor_role(team: Team, actor: Actor) -> str | None:
 # --- Teams ---------------------------------------------------------------
 
 
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def team_slug_validate(slug: str) -> str:
+    slug = (slug or "").strip()
+    if not SLUG_RE.match(slug):
+        raise ServiceError(
+            "invalid_slug", "A team slug uses lowercase letters, digits and single hyphens, like 'fraud-models'."
+        )
+    if len(slug) > 50:
+        raise ServiceError("invalid_slug", "A team slug is at most 50 characters.")
+    if slug in RESERVED_SLUGS:
+        raise ServiceError("invalid_slug", f"'{slug}' is reserved; choose another slug.")
+    return slug
+
+
 @transaction.atomic
 def team_create(*, actor: Actor, slug: str, name: str = "", owner=None) -> Team:
     """Create a team; `owner` (default: the acting user) becomes its first owner."""
-    slug = (slug or "").strip().lower()
-    if not slug or slugify(slug) != slug:
-        raise ServiceError(
-            "invalid_slug", "A team slug uses lowercase letters, digits and hyphens, like 'fraud-models'."
-        )
-    if slug in RESERVED_SLUGS:
-        raise ServiceError("invalid_slug", f"'{slug}' is reserved; choose another slug.")
-    if len(slug) > 50:
-        raise ServiceError("invalid_slug", "A team slug is at most 50 characters.")
+    slug = team_slug_validate(slug)
     if Team.objects.filter(slug=slug).exists():
         raise ServiceError("duplicate_slug", f"A team with slug '{slug}' already exists; choose another.", status_code=409)
     owner = owner or actor.user
@@ -154,6 +162,14 @@ def team_quota_update(*, actor: Actor, team: Team, **changes: Any) -> Team:
 # --- Members ---------------------------------------------------------------
 
 
+def _lock_team(team: Team) -> None:
+    """Serialize membership changes per team so two of them cannot both remove the last owner.
+
+    PostgreSQL takes a row lock; SQLite's IMMEDIATE transactions already serialize writers.
+    """
+    Team.objects.select_for_update().filter(pk=team.pk).values_list("pk", flat=True).first()
+
+
 def _owner_count(team: Team) -> int:
     with team_scope(team.id):
         return Membership.objects.filter(role=Role.OWNER).count()
@@ -172,6 +188,7 @@ def _check_can_manage(team: Team, actor: Actor, target_role: str, new_role: str 
 @transaction.atomic
 def membership_role_change(*, actor: Actor, team: Team, user_id: int, role: str) -> Membership:
     new_role = _validate_role(role)
+    _lock_team(team)
     membership = _membership(team, user_id)
     if membership is None:
         raise ServiceError("not_found", "That user is not a member of this team.", status_code=404)
@@ -194,6 +211,7 @@ def membership_role_change(*, actor: Actor, team: Team, user_id: int, role: str)
 
 @transaction.atomic
 def membership_remove(*, actor: Actor, team: Team, user_id: int) -> None:
+    _lock_team(team)
     membership = _membership(team, user_id)
     if membership is None:
         raise ServiceError("not_found", "That user is not a member of this team.", status_code=404)

