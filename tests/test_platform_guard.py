@@ -60,5 +60,6 @@ def test_every_entry_point_sees_the_stdlib_platform(name):
 def test_the_worker_loads_no_django_project_or_database_layer():
     # kombu imports django.utils.functional when Django happens to be installed (it is not
     # in the worker image); what matters is that no settings, ORM or server code load.
-    probe = "import sys, cellar_worker.app; print(sorted(m for m in ('django.db', 'django.conf', 'cellar_server') if m in sys.modules))"
+    loaded = "sorted(m for m in ('django.db', 'django.conf', 'cellar_server') if m in sys.modules)"
+    probe = f"import sys, cellar_worker.app; print({loaded})"
     assert _run([sys.executable, "-c", probe]).strip() == "[]"

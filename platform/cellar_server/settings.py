@@ -7,9 +7,8 @@ whose local default is the embedded single-machine mode.
 
 from __future__ import annotations
 
-import os
-
 import importlib.util
+import os
 
 import dj_database_url
 

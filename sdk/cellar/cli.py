@@ -15,7 +15,9 @@ def _print(value: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cellar", description="Cellar's command line (uses CELLAR_URL, CELLAR_TOKEN).")
+    parser = argparse.ArgumentParser(
+        prog="cellar", description="Cellar's command line (uses CELLAR_URL, CELLAR_TOKEN)."
+    )
     parser.add_argument("--url", help="server URL (default: $CELLAR_URL or http://127.0.0.1:8000)")
     parser.add_argument("--token", help="API token (default: $CELLAR_TOKEN)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -51,7 +51,9 @@ def test_metrics_count_requests_by_route(client):
     client.get("/healthz")
     text = client.get("/metrics").content.decode()
     line = next(
-        line for line in text.splitlines() if line.startswith("cellar_http_requests_total{") and 'route="healthz"' in line
+        line
+        for line in text.splitlines()
+        if line.startswith("cellar_http_requests_total{") and 'route="healthz"' in line
     )
     assert float(line.rsplit(" ", 1)[1]) >= 2
     assert "cellar_http_request_duration_seconds_bucket" in text

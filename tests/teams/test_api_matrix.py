@@ -97,7 +97,9 @@ def test_staff_non_member_reads_and_edits_quotas_only(api_as, team, members, rol
     assert response.json()["max_concurrent_gpu_tasks"] == 9
     assert client.get("/api/v1/teams/acme/audit-events/").status_code == 403
     # No member, whatever their role, edits quotas.
-    member_response = api_as(members[role]).patch("/api/v1/teams/acme/quotas/", {"max_concurrent_gpu_tasks": 1}, format="json")
+    member_response = api_as(members[role]).patch(
+        "/api/v1/teams/acme/quotas/", {"max_concurrent_gpu_tasks": 1}, format="json"
+    )
     assert member_response.status_code == 403
 
 

@@ -23,7 +23,17 @@ def _call(*args) -> str:
 
 def test_bootstrap_is_idempotent_and_keeps_a_valid_token(tmp_path, client):
     token_file = tmp_path / "token"
-    args = ["cellar_bootstrap", "--team", "ml", "--user", "ci", "--password", "pw-123456", "--token-out", str(token_file)]
+    args = [
+        "cellar_bootstrap",
+        "--team",
+        "ml",
+        "--user",
+        "ci",
+        "--password",
+        "pw-123456",
+        "--token-out",
+        str(token_file),
+    ]
     first = _call(*args)
     assert "created" in first
     raw = token_file.read_text().strip()
@@ -40,7 +50,17 @@ def test_bootstrap_is_idempotent_and_keeps_a_valid_token(tmp_path, client):
 
 def test_bootstrap_mints_a_new_token_when_the_old_one_is_revoked(tmp_path):
     token_file = tmp_path / "token"
-    args = ["cellar_bootstrap", "--team", "ml", "--user", "ci", "--password", "pw-123456", "--token-out", str(token_file)]
+    args = [
+        "cellar_bootstrap",
+        "--team",
+        "ml",
+        "--user",
+        "ci",
+        "--password",
+        "pw-123456",
+        "--token-out",
+        str(token_file),
+    ]
     _call(*args)
     ApiToken.all_teams.update(revoked_at="2020-01-01T00:00:00Z")
     old = token_file.read_text()

@@ -143,7 +143,9 @@ def test_expired_and_revoked_invitations_are_refused(api_as, team, members):
 
 
 def test_existing_member_cannot_accept_again(api_as, team, members):
-    secret = _secret_from(api_as(members["admin"]).post("/api/v1/teams/acme/invitations/", {"role": "admin"}, format="json"))
+    secret = _secret_from(
+        api_as(members["admin"]).post("/api/v1/teams/acme/invitations/", {"role": "admin"}, format="json")
+    )
     response = api_as(members["viewer"]).post("/api/v1/invitations/accept/", {"token": secret}, format="json")
     assert response.status_code == 409 and response.json()["error"]["code"] == "already_member"
     assert Membership.all_teams.get(user=members["viewer"]).role == "viewer"
@@ -155,7 +157,9 @@ def test_admin_cannot_invite_owners(api_as, members):
 
 
 def test_team_rename_and_delete_are_audited_or_logged(api_as, team, members):
-    assert api_as(members["admin"]).patch("/api/v1/teams/acme/", {"name": "Acme Labs"}, format="json").status_code == 200
+    assert (
+        api_as(members["admin"]).patch("/api/v1/teams/acme/", {"name": "Acme Labs"}, format="json").status_code == 200
+    )
     [event] = _audit(team, "team.update")
     assert event.details == {"name": ["Acme ML", "Acme Labs"]}
     assert api_as(members["owner"]).delete("/api/v1/teams/acme/").status_code == 204

@@ -86,7 +86,9 @@ def test_role_change_and_last_owner_message_on_the_page(client, members):
 
 def test_mint_and_revoke_token_on_the_page(client, members):
     client = _login(client, members["editor"])
-    html = client.post("/t/acme/admin/tokens/", {"name": "laptop", "expires": "30", "scopes": ["team:read"]}).content.decode()
+    html = client.post(
+        "/t/acme/admin/tokens/", {"name": "laptop", "expires": "30", "scopes": ["team:read"]}
+    ).content.decode()
     token = ApiToken.all_teams.get(name="laptop")
     assert f"cellar_{token.prefix}_" in html and token.scopes == ["team:read"]
     client.post(f"/t/acme/admin/tokens/{token.pk}/revoke/")
@@ -97,12 +99,16 @@ def test_mint_and_revoke_token_on_the_page(client, members):
 def test_quota_form_only_for_platform_admins(client, team, members):
     viewer_html = _login(client, members["owner"]).get("/t/acme/admin/quotas/").content.decode()
     assert 'data-testid="quota-values"' in viewer_html and 'data-testid="quota-form"' not in viewer_html
-    client.post("/t/acme/admin/quotas/", {"max_concurrent_cpu_tasks": 1, "max_concurrent_gpu_tasks": 1, "gpu_hours_per_month": 1})
+    client.post(
+        "/t/acme/admin/quotas/",
+        {"max_concurrent_cpu_tasks": 1, "max_concurrent_gpu_tasks": 1, "gpu_hours_per_month": 1},
+    )
     team.refresh_from_db()
     assert team.max_concurrent_cpu_tasks == 64
     staff = UserFactory(username="ops", is_staff=True)
     _login(client, staff).post(
-        "/t/acme/admin/quotas/", {"max_concurrent_cpu_tasks": 5, "max_concurrent_gpu_tasks": 2, "gpu_hours_per_month": 10}
+        "/t/acme/admin/quotas/",
+        {"max_concurrent_cpu_tasks": 5, "max_concurrent_gpu_tasks": 2, "gpu_hours_per_month": 10},
     )
     team.refresh_from_db()
     assert (team.max_concurrent_cpu_tasks, team.max_concurrent_gpu_tasks) == (5, 2)
@@ -138,7 +144,7 @@ def test_members_page_query_count_is_pinned(client, team, members, django_assert
 
 @pytest.mark.parametrize("extra,queries", [(0, 8), (40, 9)], ids=["empty", "many"])
 def test_audit_page_query_count_is_pinned(client, team, members, django_assert_num_queries, extra, queries):
-    for i in range(extra):
+    for _ in range(extra):
         mint_token(team, members["editor"])
     client = _login(client, members["admin"])
     # An empty log skips fetching the page's rows; otherwise the count stays flat however long the log.

@@ -24,10 +24,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     app.worker_main(
         [
             "worker",
-            "--queues", pool_queue(args.pool),
-            "--hostname", f"{args.pool}@%h",
-            "--concurrency", str(args.concurrency),
-            "--loglevel", args.loglevel,
+            "--queues",
+            pool_queue(args.pool),
+            "--hostname",
+            f"{args.pool}@%h",
+            "--concurrency",
+            str(args.concurrency),
+            "--loglevel",
+            args.loglevel,
             "--without-gossip",
             "--without-mingle",
         ]

@@ -36,7 +36,10 @@ _DEFAULT_CODES = {
     exceptions.PermissionDenied: ("permission_denied", "{detail}"),
     exceptions.NotFound: ("not_found", "Not found."),
     exceptions.MethodNotAllowed: ("method_not_allowed", "{detail}"),
-    exceptions.UnsupportedMediaType: ("unsupported_media_type", "{detail} Send JSON with 'Content-Type: application/json'."),
+    exceptions.UnsupportedMediaType: (
+        "unsupported_media_type",
+        "{detail} Send JSON with 'Content-Type: application/json'.",
+    ),
     exceptions.Throttled: ("throttled", "{detail}"),
     exceptions.NotAcceptable: ("not_acceptable", "{detail}"),
 }

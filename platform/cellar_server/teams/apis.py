@@ -219,4 +219,3 @@ class AuditEventApi(mixins.ListModelMixin, TeamScopedViewSet):
     @extend_schema(parameters=[s.AuditFilterInput])
     def list(self, request: Request, *args, **kwargs) -> Response:
         return super().list(request, *args, **kwargs)
-

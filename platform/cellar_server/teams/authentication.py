@@ -29,9 +29,13 @@ class BearerTokenAuthentication(BaseAuthentication):
         prefix = parse_api_token(raw)
         token = selectors.api_token_for_prefix(prefix) if prefix else None
         if token is None or not secrets_match(raw, token.token_hash):
-            raise TokenRejected("token_invalid", "This API token is not valid; mint a new one in the team's Tokens page.")
+            raise TokenRejected(
+                "token_invalid", "This API token is not valid; mint a new one in the team's Tokens page."
+            )
         if token.revoked_at is not None:
-            raise TokenRejected("token_revoked", "This API token was revoked; mint a new one in the team's Tokens page.")
+            raise TokenRejected(
+                "token_revoked", "This API token was revoked; mint a new one in the team's Tokens page."
+            )
         if token.expires_at is not None and token.expires_at <= timezone.now():
             raise TokenRejected(
                 "token_expired",

@@ -92,7 +92,9 @@ def team_create(*, actor: Actor, slug: str, name: str = "", owner=None) -> Team:
     """Create a team; `owner` (default: the acting user) becomes its first owner."""
     slug = team_slug_validate(slug)
     if Team.objects.filter(slug=slug).exists():
-        raise ServiceError("duplicate_slug", f"A team with slug '{slug}' already exists; choose another.", status_code=409)
+        raise ServiceError(
+            "duplicate_slug", f"A team with slug '{slug}' already exists; choose another.", status_code=409
+        )
     owner = owner or actor.user
     if owner is None:
         raise ServiceError("owner_required", "A new team needs an owner.")
@@ -100,7 +102,9 @@ def team_create(*, actor: Actor, slug: str, name: str = "", owner=None) -> Team:
         with transaction.atomic():
             team = Team.objects.create(slug=slug, name=(name or slug).strip()[:120])
     except IntegrityError:
-        raise ServiceError("duplicate_slug", f"A team with slug '{slug}' already exists; choose another.", status_code=409) from None
+        raise ServiceError(
+            "duplicate_slug", f"A team with slug '{slug}' already exists; choose another.", status_code=409
+        ) from None
     Membership.all_teams.create(team=team, user=owner, role=Role.OWNER)
     audit_record(team=team, actor=actor, verb="team.create", target_type="team", target_id=team.pk, target_repr=slug)
     return team
@@ -115,8 +119,13 @@ def team_update(*, actor: Actor, team: Team, name: str) -> Team:
     team.name = name[:120]
     team.save(update_fields=["name"])
     audit_record(
-        team=team, actor=actor, verb="team.update", target_type="team", target_id=team.pk,
-        target_repr=team.slug, details={"name": [old, team.name]},
+        team=team,
+        actor=actor,
+        verb="team.update",
+        target_type="team",
+        target_id=team.pk,
+        target_repr=team.slug,
+        details={"name": [old, team.name]},
     )
     return team
 
@@ -124,9 +133,7 @@ def team_update(*, actor: Actor, team: Team, name: str) -> Team:
 @transaction.atomic
 def team_delete(*, actor: Actor, team: Team) -> None:
     # The audit log goes with the team (it is team data); the server log keeps the deletion.
-    audit_logger.warning(
-        "team.delete", extra={"team": team.slug, "actor": actor.name}
-    )
+    audit_logger.warning("team.delete", extra={"team": team.slug, "actor": actor.name})
     team.delete()
 
 
@@ -153,8 +160,13 @@ def team_quota_update(*, actor: Actor, team: Team, **changes: Any) -> Team:
     if diff:
         team.save(update_fields=list(diff))
         audit_record(
-            team=team, actor=actor, verb="quota.update", target_type="team", target_id=team.pk,
-            target_repr=team.slug, details=diff,
+            team=team,
+            actor=actor,
+            verb="quota.update",
+            target_type="team",
+            target_id=team.pk,
+            target_repr=team.slug,
+            details=diff,
         )
     return team
 
@@ -203,8 +215,13 @@ def membership_role_change(*, actor: Actor, team: Team, user_id: int, role: str)
     membership.role = new_role
     membership.save(update_fields=["role"])
     audit_record(
-        team=team, actor=actor, verb="member.role_change", target_type="user", target_id=user_id,
-        target_repr=membership.user.get_username(), details={"role": [old, new_role.value]},
+        team=team,
+        actor=actor,
+        verb="member.role_change",
+        target_type="user",
+        target_id=user_id,
+        target_repr=membership.user.get_username(),
+        details={"role": [old, new_role.value]},
     )
     return membership
 
@@ -228,8 +245,12 @@ def membership_remove(*, actor: Actor, team: Team, user_id: int) -> None:
     with team_scope(team.id):
         ApiToken.objects.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     audit_record(
-        team=team, actor=actor, verb="member.leave" if leaving_self else "member.remove",
-        target_type="user", target_id=user_id, target_repr=username,
+        team=team,
+        actor=actor,
+        verb="member.leave" if leaving_self else "member.remove",
+        target_type="user",
+        target_id=user_id,
+        target_repr=username,
     )
 
 
@@ -243,12 +264,21 @@ def invitation_create(*, actor: Actor, team: Team, role: str, email: str = "") -
     _check_can_manage(team, actor, Role.VIEWER.value, new_role)
     raw = secrets_.new_invitation_secret()
     invitation = Invitation.all_teams.create(
-        team=team, role=new_role, email=(email or "").strip(), token_hash=secrets_.hash_secret(raw),
-        invited_by=actor.user, expires_at=timezone.now() + INVITATION_TTL,
+        team=team,
+        role=new_role,
+        email=(email or "").strip(),
+        token_hash=secrets_.hash_secret(raw),
+        invited_by=actor.user,
+        expires_at=timezone.now() + INVITATION_TTL,
     )
     audit_record(
-        team=team, actor=actor, verb="invitation.create", target_type="invitation", target_id=invitation.pk,
-        target_repr=invitation.email or f"link #{invitation.pk}", details={"role": new_role.value},
+        team=team,
+        actor=actor,
+        verb="invitation.create",
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_repr=invitation.email or f"link #{invitation.pk}",
+        details={"role": new_role.value},
     )
     return invitation, raw
 
@@ -256,12 +286,18 @@ def invitation_create(*, actor: Actor, team: Team, role: str, email: str = "") -
 @transaction.atomic
 def invitation_revoke(*, actor: Actor, invitation: Invitation) -> Invitation:
     if invitation.status != "pending":
-        raise ServiceError("invitation_not_pending", f"This invitation is already {invitation.status}.", status_code=409)
+        raise ServiceError(
+            "invitation_not_pending", f"This invitation is already {invitation.status}.", status_code=409
+        )
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
     audit_record(
-        team=invitation.team, actor=actor, verb="invitation.revoke", target_type="invitation",
-        target_id=invitation.pk, target_repr=invitation.email or f"link #{invitation.pk}",
+        team=invitation.team,
+        actor=actor,
+        verb="invitation.revoke",
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_repr=invitation.email or f"link #{invitation.pk}",
     )
     return invitation
 
@@ -279,7 +315,8 @@ def invitation_accept(*, user, raw: str) -> Membership:
     invitation = Invitation.all_teams.select_for_update().get(pk=invitation.pk)
     if invitation.status != "pending":
         raise ServiceError(
-            "invitation_not_pending", f"This invitation is {invitation.status}; ask a team admin for a new link.",
+            "invitation_not_pending",
+            f"This invitation is {invitation.status}; ask a team admin for a new link.",
             status_code=409,
         )
     team = invitation.team
@@ -290,8 +327,13 @@ def invitation_accept(*, user, raw: str) -> Membership:
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     audit_record(
-        team=team, actor=Actor(user=user), verb="invitation.accept", target_type="user", target_id=user.pk,
-        target_repr=user.get_username(), details={"role": invitation.role, "invitation": invitation.pk},
+        team=team,
+        actor=Actor(user=user),
+        verb="invitation.accept",
+        target_type="user",
+        target_id=user.pk,
+        target_repr=user.get_username(),
+        details={"role": invitation.role, "invitation": invitation.pk},
     )
     return membership
 
@@ -336,16 +378,26 @@ def api_token_create(
     if beyond:
         raise ServiceError(
             "scope_not_allowed",
-            f"Your role '{membership.role}' cannot grant: {', '.join(beyond)}. A token carries a subset of your scopes.",
+            f"Your role '{membership.role}' cannot grant: {', '.join(beyond)}. "
+            "A token carries a subset of your scopes.",
             status_code=403,
         )
     prefix, raw = secrets_.new_api_token()
     token = ApiToken.all_teams.create(
-        team=team, user=user, name=name[:100], prefix=prefix, token_hash=secrets_.hash_secret(raw),
-        scopes=requested, expires_at=_token_expiry(expires_in_days),
+        team=team,
+        user=user,
+        name=name[:100],
+        prefix=prefix,
+        token_hash=secrets_.hash_secret(raw),
+        scopes=requested,
+        expires_at=_token_expiry(expires_in_days),
     )
     audit_record(
-        team=team, actor=actor, verb="token.create", target_type="token", target_id=token.pk,
+        team=team,
+        actor=actor,
+        verb="token.create",
+        target_type="token",
+        target_id=token.pk,
         target_repr=f"{token.name} ({prefix})",
         details={"scopes": requested, "expires_at": token.expires_at.isoformat() if token.expires_at else None},
     )
@@ -362,7 +414,11 @@ def api_token_revoke(*, actor: Actor, token: ApiToken, can_revoke_others: bool) 
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
     audit_record(
-        team=token.team, actor=actor, verb="token.revoke", target_type="token", target_id=token.pk,
+        team=token.team,
+        actor=actor,
+        verb="token.revoke",
+        target_type="token",
+        target_id=token.pk,
         target_repr=f"{token.name} ({token.prefix})",
     )
     return token

@@ -57,7 +57,9 @@ def team_home(request: HttpRequest, access: TeamAccess) -> HttpResponse:
         elif rename_form.is_valid():
             run_service(
                 request,
-                lambda: services.team_update(actor=page_actor(request), team=team, name=rename_form.cleaned_data["name"]),
+                lambda: services.team_update(
+                    actor=page_actor(request), team=team, name=rename_form.cleaned_data["name"]
+                ),
                 success="Team renamed.",
             )
             return back_to(access, "teams:home")
@@ -97,7 +99,9 @@ def members(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 
             def invite() -> None:
                 result["pair"] = services.invitation_create(
-                    actor=page_actor(request), team=access.team, role=invite_form.cleaned_data["role"],
+                    actor=page_actor(request),
+                    team=access.team,
+                    role=invite_form.cleaned_data["role"],
                     email=invite_form.cleaned_data["email"],
                 )
 
@@ -144,11 +148,14 @@ def member_remove(request: HttpRequest, access: TeamAccess, username: str) -> Ht
         messages.error(request, "That user is not a member of this team.")
     elif not is_self and "members:write" not in access.scopes:
         messages.error(request, "Removing members needs the admin role.")
-    elif run_service(
-        request,
-        lambda: services.membership_remove(actor=page_actor(request), team=access.team, user_id=membership.user_id),
-        success="You left the team." if is_self else f"{username} was removed.",
-    ) and is_self:
+    elif (
+        run_service(
+            request,
+            lambda: services.membership_remove(actor=page_actor(request), team=access.team, user_id=membership.user_id),
+            success="You left the team." if is_self else f"{username} was removed.",
+        )
+        and is_self
+    ):
         return redirect("teams:list")
     return back_to(access, "teams:members")
 
@@ -161,7 +168,8 @@ def invitation_revoke(request: HttpRequest, access: TeamAccess, pk: int) -> Http
         messages.error(request, "That invitation does not exist.")
     else:
         run_service(
-            request, lambda: services.invitation_revoke(actor=page_actor(request), invitation=invitation),
+            request,
+            lambda: services.invitation_revoke(actor=page_actor(request), invitation=invitation),
             success="Invitation revoked.",
         )
     return back_to(access, "teams:members")
@@ -172,7 +180,8 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
     found = services.invitation_for_secret(secret)
     if request.method == "POST" and found is not None:
         if run_service(
-            request, lambda: services.invitation_accept(user=request.user, raw=secret),
+            request,
+            lambda: services.invitation_accept(user=request.user, raw=secret),
             success=f"Welcome to {found.team.name}.",
         ):
             return redirect("teams:home", team_slug=found.team.slug)
@@ -188,8 +197,11 @@ def tokens(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 
         def mint() -> None:
             result["pair"] = services.api_token_create(
-                actor=page_actor(request), team=access.team, name=form.cleaned_data["name"],
-                scopes=form.cleaned_data["scopes"] or None, expires_in_days=form.expires_in_days(),
+                actor=page_actor(request),
+                team=access.team,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"] or None,
+                expires_in_days=form.expires_in_days(),
             )
 
         if run_service(request, mint):

@@ -56,14 +56,22 @@ class Command(BaseCommand):
         binary = redis_server_binary()
         argv = [
             binary,
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(data_dir),
-            "--maxmemory-policy", "noeviction",
-            "--appendonly", "yes",
-            "--save", "",
-            "--daemonize", "no",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(data_dir),
+            "--maxmemory-policy",
+            "noeviction",
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
         ]
         self.stdout.write(f"cellar: embedded redis ({binary}) on unix://{sock}")
         self.stdout.flush()
