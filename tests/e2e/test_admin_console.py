@@ -6,9 +6,9 @@ import re
 
 import pytest
 import requests
-from cellar_server.teams.models import ApiToken, AuditEvent, Invitation, Membership, Team
 from playwright.sync_api import Page, expect
 
+from cellar_server.teams.models import ApiToken, AuditEvent, Invitation, Membership, Team
 from tests.e2e.conftest import sign_in, snap, visit
 from tests.factories import TeamFactory, UserFactory, add_member, mint_token
 
