@@ -423,3 +423,75 @@ def test_server_package_is_found_under_the_platform_source_root():
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     assert find["where"] == ["platform"]
     assert not (REPO / "platform" / "__init__.py").exists(), "platform/ must stay a source root, not a package"
+
+
+# --- (g) the operator docs agree with the code ----------------------------------------------------------
+
+PLATFORM = REPO / "platform" / "cellar_server"
+ERROR_SOURCES = [
+    "teams/services.py",
+    "teams/authentication.py",
+    "teams/apis.py",
+    "core/errors.py",
+    "core/viewsets.py",
+    "core/middleware.py",
+    "urls.py",
+]
+CODE_CALLS = {"ServiceError", "TokenRejected", "MissingScope", "json_error", "error_body", "_api_aware"}
+CODE_WORD = re.compile(r"^[a-z]+(_[a-z]+)*$")
+
+
+def _markdown_rows(path: Path, first_header: str) -> list[list[str]]:
+    """The body rows of the markdown table whose first header cell is `first_header`."""
+    rows, inside = [], False
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
+        if cells is None:
+            inside = False
+        elif cells[0] == first_header:
+            inside = True
+        elif inside and not set(cells[0]) <= set("-: "):
+            rows.append(cells)
+    return rows
+
+
+def test_tenancy_doc_role_table_matches_roles_py():
+    from cellar_server.teams.roles import ALL_SCOPES, ROLE_SCOPES, STAFF_SCOPES, Role
+
+    documented = {row[0].strip("`"): row[1:6] for row in _markdown_rows(REPO / "docs" / "tenancy.md", "Scope")}
+    assert set(documented) == set(ALL_SCOPES), "docs/tenancy.md's role table lists other scopes than roles.py"
+    for scope, marks in documented.items():
+        expected = [scope in ROLE_SCOPES[role] for role in Role] + [scope in STAFF_SCOPES]
+        assert [m == "✓" for m in marks] == expected, f"docs/tenancy.md: row {scope!r} differs from roles.py"
+
+
+def test_tenancy_doc_lists_every_audit_verb():
+    verbs = set()
+    for match in re.finditer(r"verb=([^,\n]+)", (PLATFORM / "teams" / "services.py").read_text()):
+        verbs |= set(re.findall(r'"([a-z_]+\.[a-z_]+)"', match.group(1)))
+    assert verbs, "found no audit verbs in services.py"
+    documented = {row[0].strip("`") for row in _markdown_rows(REPO / "docs" / "tenancy.md", "Verb")}
+    assert not verbs - documented, f"add to docs/tenancy.md's audit table: {sorted(verbs - documented)}"
+
+
+def test_tenancy_doc_lists_every_error_code():
+    codes = set()
+    for relative in ERROR_SOURCES:
+        tree = ast.parse((PLATFORM / relative).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                if func in CODE_CALLS:
+                    args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                    codes |= {a for a in args if CODE_WORD.match(a)}
+            elif isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                params = node.args.args[-len(node.args.defaults) :] if node.args.defaults else []
+                for param, default in zip(params, node.args.defaults, strict=True):
+                    if param.arg == "code" and isinstance(default, ast.Constant):
+                        codes.add(default.value)
+            elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_DEFAULT_CODES" for t in node.targets):
+                # core/errors.py: {DRF exception: (code, message template)}
+                codes |= {value.elts[0].value for value in node.value.values}
+    assert {"not_found", "missing_scope", "token_invalid", "last_owner", "malformed_json"} <= codes
+    documented = {row[0].strip("`") for row in _markdown_rows(REPO / "docs" / "tenancy.md", "Code")}
+    assert not codes - documented, f"add to docs/tenancy.md's error table: {sorted(codes - documented)}"
