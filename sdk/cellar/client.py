@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -61,6 +62,18 @@ class Client:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
+    def paginate(self, path: str, **params: Any) -> Iterator[dict]:
+        """Yield every item of a paginated list, following the pages."""
+        params = {k: v for k, v in params.items() if v not in (None, "")}
+        params.setdefault("page_size", 500)
+        page = 1
+        while True:
+            body = self.get(path, **params, page=page)
+            yield from body["results"]
+            if not body.get("next"):
+                return
+            page += 1
+
     # --- conveniences -----------------------------------------------------------
 
     def whoami(self) -> dict:
@@ -70,7 +83,7 @@ class Client:
         return self.get("teams/")
 
     def members(self, team: str) -> list[dict]:
-        return self.get(f"teams/{team}/members/")["results"]
+        return list(self.paginate(f"teams/{team}/members/"))
 
     def audit_events(self, team: str, **filters: Any) -> list[dict]:
-        return self.get(f"teams/{team}/audit-events/", **filters)["results"]
+        return list(self.paginate(f"teams/{team}/audit-events/", **filters))

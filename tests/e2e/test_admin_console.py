@@ -114,11 +114,6 @@ def test_sign_in_create_team_invite_mint_token_and_read_the_audit_log(page, live
     assert [m["username"] for m in response.json()["results"]] == ["alice"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="views.tokens renders the secret in the POST response instead of redirecting (no POST/redirect/GET): "
-    "a browser reload re-submits the form, mints a second token and shows its secret",
-)
 def test_reloading_after_minting_neither_mints_again_nor_shows_a_secret(page, team, members):
     sign_in(page, members["owner"].username, shots="reload-01")
     mint(page, "acme", "ci-training", scopes=[])

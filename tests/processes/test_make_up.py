@@ -103,6 +103,8 @@ def _leftovers(home: Path) -> list[str]:
 
 @pytest.fixture
 def instances(tmp_path):
+    # Install first, once: two `make up`s must not both find the venv stale and pip-install at once.
+    subprocess.run(["make", "install"], cwd=REPO, check=True, capture_output=True, timeout=600)
     started = [Instance(tmp_path / "one"), Instance(tmp_path / "two")]
     yield started
     for instance in started:

@@ -47,3 +47,9 @@ def test_cli_prints_json_and_errors(live_server, token, capsys):
     assert "token_invalid" in capsys.readouterr().err
     assert cli_main(["--url", "http://127.0.0.1:9", "--token", token, "whoami"]) == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_paginate_follows_every_page(live_server, token):
+    client = Client(live_server.url, token)
+    usernames = [m["username"] for m in client.paginate("teams/acme/members/", page_size=3)]
+    assert sorted(usernames) == ["admin-user", "editor-user", "owner-user", "viewer-user"]

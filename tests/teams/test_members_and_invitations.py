@@ -69,7 +69,7 @@ def test_role_change_is_audited_with_before_and_after(api_as, team, members):
     assert response.status_code == 200 and response.json()["role"] == "editor"
     [event] = _audit(team, "member.role_change")
     assert event.actor == members["admin"]
-    assert event.details == {"role": ["viewer", "editor"]}
+    assert event.details == {"role": {"from": "viewer", "to": "editor"}}
     assert event.target_repr == "viewer-user"
 
 
@@ -161,7 +161,7 @@ def test_team_rename_and_delete_are_audited_or_logged(api_as, team, members):
         api_as(members["admin"]).patch("/api/v1/teams/acme/", {"name": "Acme Labs"}, format="json").status_code == 200
     )
     [event] = _audit(team, "team.update")
-    assert event.details == {"name": ["Acme ML", "Acme Labs"]}
+    assert event.details == {"name": {"from": "Acme ML", "to": "Acme Labs"}}
     assert api_as(members["owner"]).delete("/api/v1/teams/acme/").status_code == 204
     assert not Team.objects.filter(slug="acme").exists()
     assert not Membership.all_teams.filter(team_id=team.id).exists()
@@ -175,7 +175,7 @@ def test_quota_update_is_audited_and_validated(api_as, team):
     ok = client.patch("/api/v1/teams/acme/quotas/", {"gpu_hours_per_month": "12.5"}, format="json")
     assert ok.status_code == 200 and ok.json()["gpu_hours_per_month"] == "12.50"
     [event] = _audit(team, "quota.update")
-    assert event.details == {"gpu_hours_per_month": ["100.00", "12.50"]}
+    assert event.details == {"gpu_hours_per_month": {"from": "100.00", "to": "12.50"}}
 
 
 def test_audit_filters(api_as, team, members):

@@ -21,15 +21,16 @@ class NavItem:
     active: bool
 
 
+# (key, label, URL name of the section's landing page, URL-name prefixes that belong to it)
 SECTIONS = [
-    ("experiments", "Experiments", "tracking:experiments"),
-    ("pipelines", "Pipelines", "pipelines:list"),
-    ("models", "Models", "registry:models"),
-    ("deployments", "Deployments", "serving:deployments"),
-    ("abtests", "A/B tests", "abtests:list"),
-    ("compute", "Compute", "compute:pools"),
-    ("data", "Data", "data:overview"),
-    ("admin", "Admin", "teams:members"),
+    ("experiments", "Experiments", "tracking:experiments", ("tracking:",)),
+    ("pipelines", "Pipelines", "pipelines:list", ("pipelines:",)),
+    ("models", "Models", "registry:models", ("registry:",)),
+    ("deployments", "Deployments", "serving:deployments", ("serving:",)),
+    ("abtests", "A/B tests", "abtests:list", ("abtests:",)),
+    ("compute", "Compute", "compute:pools", ("compute:",)),
+    ("data", "Data", "data:overview", ("data:",)),
+    ("admin", "Admin", "teams:members", ("teams:members", "teams:tokens", "teams:quotas", "teams:audit")),
 ]
 
 
@@ -40,12 +41,11 @@ def navigation(request: HttpRequest) -> dict:
         return {"nav_items": []}
     current = f"{match.namespace}:{match.url_name}" if match.namespace else match.url_name
     items = []
-    for key, label, url_name in SECTIONS:
+    for key, label, url_name, prefixes in SECTIONS:
         try:
             url = reverse(url_name, kwargs={"team_slug": team_slug})
         except NoReverseMatch:
             url = None
-        namespace = url_name.split(":")[0]
-        active = bool(current) and current.startswith(namespace + ":")
+        active = bool(current) and current.startswith(prefixes)
         items.append(NavItem(key, label, url_name, url, active))
     return {"nav_items": items, "nav_team_slug": team_slug}

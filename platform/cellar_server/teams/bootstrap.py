@@ -60,4 +60,6 @@ def bootstrap(
         token_file.write_text(raw + "\n")
         os.chmod(token_file, 0o600)
         result.lines.append(f"token: written to {token_file}")
+    else:
+        result.lines.append(f"token (shown once): {raw}")
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from cellar_server.teams.roles import ALL_SCOPES, Role
+from cellar_server.teams.roles import ROLE_SCOPES, Role
 
 ROLE_FIELD_CHOICES = [r.value for r in Role]
 
@@ -81,7 +81,7 @@ class TokenCreatedSerializer(TokenSerializer):
 class TokenCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(ALL_SCOPES)), required=False, allow_empty=False
+        child=serializers.ChoiceField(choices=sorted(ROLE_SCOPES[Role.OWNER])), required=False, allow_empty=False
     )
     expires_in_days = serializers.IntegerField(min_value=1, max_value=365, required=False, allow_null=True, default=90)
 

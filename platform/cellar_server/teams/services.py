@@ -48,6 +48,11 @@ def audit_record(
     )
 
 
+def _change(before: Any, after: Any) -> dict[str, Any]:
+    """The audit shape of a changed value."""
+    return {"from": before, "to": after}
+
+
 def _validate_role(role: str) -> Role:
     try:
         return Role(role)
@@ -125,7 +130,7 @@ def team_update(*, actor: Actor, team: Team, name: str) -> Team:
         target_type="team",
         target_id=team.pk,
         target_repr=team.slug,
-        details={"name": [old, team.name]},
+        details={"name": _change(old, team.name)},
     )
     return team
 
@@ -155,7 +160,7 @@ def team_quota_update(*, actor: Actor, team: Team, **changes: Any) -> Team:
             raise ServiceError("invalid_quota", f"{field} cannot be negative.")
         old = getattr(team, field)
         if old != value:
-            diff[field] = [str(old), str(value)]
+            diff[field] = _change(str(old), str(value))
             setattr(team, field, value)
     if diff:
         team.save(update_fields=list(diff))
@@ -221,7 +226,7 @@ def membership_role_change(*, actor: Actor, team: Team, user_id: int, role: str)
         target_type="user",
         target_id=user_id,
         target_repr=membership.user.get_username(),
-        details={"role": [old, new_role.value]},
+        details={"role": _change(old, new_role.value)},
     )
     return membership
 
@@ -399,7 +404,10 @@ def api_token_create(
         target_type="token",
         target_id=token.pk,
         target_repr=f"{token.name} ({prefix})",
-        details={"scopes": requested, "expires_at": token.expires_at.isoformat() if token.expires_at else None},
+        details={
+            "scopes": requested,
+            "expires_at": token.expires_at.isoformat(timespec="seconds") if token.expires_at else None,
+        },
     )
     return token, raw
 

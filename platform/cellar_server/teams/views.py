@@ -29,6 +29,15 @@ from cellar_server.teams.pages import back_to, page_actor, run_service, team_pag
 from cellar_server.teams.roles import Role
 from cellar_server.teams.selectors import TeamAccess
 
+# A secret (token, invitation link) is shown once on the page after a redirect, so a
+# browser reload neither re-submits the form nor shows it again (POST/redirect/GET).
+REVEAL_KEY = "cellar_reveal_once"
+
+
+def _redirect_revealing(request: HttpRequest, access: TeamAccess, url_name: str, secret: str) -> HttpResponse:
+    request.session[REVEAL_KEY] = secret
+    return back_to(access, url_name)
+
 
 @login_required
 def team_list(request: HttpRequest) -> HttpResponse:
@@ -90,7 +99,7 @@ def team_delete(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 def members(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     can_manage = "members:write" in access.scopes
     invite_form = InvitationForm(request.POST or None)
-    new_link = None
+    new_link = request.session.pop(REVEAL_KEY, None) if request.method == "GET" else None
     if request.method == "POST":
         if not can_manage:
             messages.error(request, "Inviting members needs the admin role.")
@@ -107,8 +116,8 @@ def members(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 
             if run_service(request, invite):
                 _, raw = result["pair"]
-                new_link = request.build_absolute_uri(reverse("teams:invitation", kwargs={"secret": raw}))
-                invite_form = InvitationForm()
+                link = request.build_absolute_uri(reverse("teams:invitation", kwargs={"secret": raw}))
+                return _redirect_revealing(request, access, "teams:members", link)
     context = {
         "access": access,
         "memberships": selectors.membership_list(team=access.team),
@@ -191,7 +200,7 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
 @team_page("tokens:write")
 def tokens(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     form = TokenForm(request.POST or None)
-    new_token = None
+    new_token = request.session.pop(REVEAL_KEY, None) if request.method == "GET" else None
     if request.method == "POST" and form.is_valid():
         result = {}
 
@@ -205,8 +214,7 @@ def tokens(request: HttpRequest, access: TeamAccess) -> HttpResponse:
             )
 
         if run_service(request, mint):
-            new_token = result["pair"][1]
-            form = TokenForm()
+            return _redirect_revealing(request, access, "teams:tokens", result["pair"][1])
     sees_all = "tokens:admin" in access.scopes
     token_list = selectors.api_token_list(team=access.team, user=None if sees_all else request.user)
     context = {

@@ -30,11 +30,13 @@ class Command(BaseCommand):
             team_slug="demo", username=username, password=password, staff=True, token_file=None
         )
         port = os.environ.get("CELLAR_PORT", "8000")
+        bind = os.environ.get("CELLAR_BIND", "127.0.0.1")
+        host = "127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind
         banner = [
             "",
             "=" * 64,
             "  Cellar is initialised. Sign in (shown once):",
-            f"    URL:      http://127.0.0.1:{port}/",
+            f"    URL:      http://{host}:{port}/",
             f"    user:     {username}",
             f"    password: {password}",
             f"    token:    {result.token}  (team 'demo')",
