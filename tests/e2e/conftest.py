@@ -36,7 +36,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 @pytest.fixture(scope="session")
 def browser() -> Browser:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        # Browser tests never skip: a missing browser is a broken machine, said loudly.
+        pytest.fail(f"no Chromium at {CHROMIUM}; install it with: apt-get install -y chromium", pytrace=False)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
