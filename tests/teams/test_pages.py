@@ -153,3 +153,16 @@ def test_audit_page_query_count_is_pinned(client, team, members, django_assert_n
     # An empty log skips fetching the page's rows; otherwise the count stays flat however long the log.
     with django_assert_num_queries(queries):
         assert client.get("/t/acme/admin/audit/").status_code == 200
+
+
+def test_role_change_with_htmx_swaps_only_the_row(client, members):
+    client = _login(client, members["owner"])
+    response = client.post("/t/acme/admin/members/viewer-user/role/", {"role": "editor"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<tr data-member="viewer-user">')
+    assert '<option value="editor" selected>' in html
+    assert 'id="messages" hx-swap-oob="true"' in html and "viewer-user is now editor." in html
+    refused = client.post("/t/acme/admin/members/owner-user/role/", {"role": "viewer"}, HTTP_HX_REQUEST="true")
+    refused_html = refused.content.decode()
+    assert '<option value="owner" selected>' in refused_html and "last owner" in refused_html

@@ -32,6 +32,7 @@ from cellar_server.teams.selectors import TeamAccess
 # A secret (token, invitation link) is shown once on the page after a redirect, so a
 # browser reload neither re-submits the form nor shows it again (POST/redirect/GET).
 REVEAL_KEY = "cellar_reveal_once"
+ROLES = [r.value for r in Role]
 
 
 def _redirect_revealing(request: HttpRequest, access: TeamAccess, url_name: str, secret: str) -> HttpResponse:
@@ -125,7 +126,7 @@ def members(request: HttpRequest, access: TeamAccess) -> HttpResponse:
         "invite_form": invite_form,
         "new_link": new_link,
         "can_manage": can_manage,
-        "roles": [r.value for r in Role],
+        "roles": ROLES,
     }
     return render(request, "teams/members.html", context)
 
@@ -134,7 +135,8 @@ def members(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 @require_POST
 def member_role(request: HttpRequest, access: TeamAccess, username: str) -> HttpResponse:
     form = RoleForm(request.POST)
-    membership = selectors.membership_list(team=access.team).filter(user__username=username).first()
+    members = selectors.membership_list(team=access.team)
+    membership = members.filter(user__username=username).first()
     if membership is None or not form.is_valid():
         messages.error(request, "Choose a valid role for an existing member.")
     else:
@@ -145,6 +147,10 @@ def member_role(request: HttpRequest, access: TeamAccess, username: str) -> Http
             ),
             success=f"{username} is now {form.cleaned_data['role']}.",
         )
+    if membership is not None and request.headers.get("HX-Request"):
+        # htmx swaps just this row (and the messages), so the page keeps its place.
+        context = {"access": access, "m": members.get(pk=membership.pk), "can_manage": True, "roles": ROLES}
+        return render(request, "teams/_member_row_swap.html", context)
     return back_to(access, "teams:members")
 
 
