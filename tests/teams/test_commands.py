@@ -21,9 +21,8 @@ def _call(*args) -> str:
     return out.getvalue()
 
 
-def test_bootstrap_is_idempotent_and_keeps_a_valid_token(tmp_path, client):
-    token_file = tmp_path / "token"
-    args = [
+def _bootstrap_args(token_file) -> list[str]:
+    return [
         "cellar_bootstrap",
         "--team",
         "ml",
@@ -34,6 +33,11 @@ def test_bootstrap_is_idempotent_and_keeps_a_valid_token(tmp_path, client):
         "--token-out",
         str(token_file),
     ]
+
+
+def test_bootstrap_is_idempotent_and_keeps_a_valid_token(tmp_path, client):
+    token_file = tmp_path / "token"
+    args = _bootstrap_args(token_file)
     first = _call(*args)
     assert "created" in first
     raw = token_file.read_text().strip()
@@ -50,17 +54,7 @@ def test_bootstrap_is_idempotent_and_keeps_a_valid_token(tmp_path, client):
 
 def test_bootstrap_mints_a_new_token_when_the_old_one_is_revoked(tmp_path):
     token_file = tmp_path / "token"
-    args = [
-        "cellar_bootstrap",
-        "--team",
-        "ml",
-        "--user",
-        "ci",
-        "--password",
-        "pw-123456",
-        "--token-out",
-        str(token_file),
-    ]
+    args = _bootstrap_args(token_file)
     _call(*args)
     ApiToken.all_teams.update(revoked_at="2020-01-01T00:00:00Z")
     old = token_file.read_text()
