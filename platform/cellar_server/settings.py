@@ -18,8 +18,11 @@ REPO_ROOT = config.REPO_ROOT
 CELLAR_HOME = config.cellar_home()
 
 DEBUG = config.env_bool("CELLAR_DEBUG", False)
+SECRET_KEY_FROM_ENV = bool(os.environ.get("CELLAR_SECRET_KEY"))
 SECRET_KEY = os.environ.get("CELLAR_SECRET_KEY") or "insecure-local-only-" + str(CELLAR_HOME)
 ALLOWED_HOSTS = [h for h in os.environ.get("CELLAR_ALLOWED_HOSTS", "*").split(",") if h]
+# Behind HTTPS, set CELLAR_SECURE_COOKIES=1 so session and CSRF cookies never travel in clear.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = config.env_bool("CELLAR_SECURE_COOKIES", False)
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CELLAR_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
@@ -130,6 +133,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+# The control worker logs through LOGGING below (JSON), like the web process.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- REST API ----------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -80,7 +80,7 @@ class Client:
         return self.get("me/")
 
     def teams(self) -> list[dict]:
-        return self.get("teams/")
+        return list(self.paginate("teams/"))
 
     def members(self, team: str) -> list[dict]:
         return list(self.paginate(f"teams/{team}/members/"))

@@ -127,7 +127,7 @@ def test_token_is_bound_to_its_team(token_client, team, other_team, members):
     response = client.get("/api/v1/teams/rival/members/")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "token_wrong_team"
-    assert [t["slug"] for t in client.get("/api/v1/teams/").json()] == ["acme"]
+    assert [t["slug"] for t in client.get("/api/v1/teams/").json()["results"]] == ["acme"]
 
 
 def test_token_cannot_create_teams(token_client, team, members):

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from cellar_server.core.viewsets import MissingScope, TeamScopedViewSet
@@ -23,13 +24,17 @@ def _team_payload(team, role):
 class TeamListApi(APIView):
     """Teams the caller belongs to; create a team (the caller becomes its owner)."""
 
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(responses=s.TeamSerializer(many=True))
     def get(self, request: Request) -> Response:
         token = request.auth if isinstance(request.auth, ApiToken) else None
         rows = selectors.teams_for_user(user=request.user)
         if token is not None:
             rows = [(t, r) for t, r in rows if t.id == token.team_id]
-        return Response(s.TeamSerializer([_team_payload(t, r) for t, r in rows], many=True).data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset([_team_payload(t, r) for t, r in rows], request, view=self)
+        return paginator.get_paginated_response(s.TeamSerializer(page, many=True).data)
 
     @extend_schema(request=s.TeamCreateInput, responses={201: s.TeamSerializer})
     def post(self, request: Request) -> Response:
