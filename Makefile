@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+# The unmodified MLflow client/server, for compatibility tests and benchmarks: its own venv,
+# since MLflow pins versions (gunicorn, flask, numpy…) that Cellar does not share.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
 
 .PHONY: up install test test-fast lint format bench clean
@@ -23,6 +27,12 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+$(MLFLOW_STAMP): requirements-mlflow.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet -r requirements-mlflow.txt
+	touch $@
+
 install: $(RUNTIME_STAMP)
 
 ## up: install, migrate, create the first admin and demo team, run every process (Ctrl-C stops all).
@@ -34,7 +44,7 @@ up: $(RUNTIME_STAMP)
 
 ## test: lint, then the whole suite (unit, API, processes, browser) on $DATABASE_URL, then the
 ## database-sensitive tests again on SQLite.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(MLFLOW_STAMP)
 	@test -n "$(CHROMIUM)" || { echo "Chromium is missing: the browser tests need it. Install it with: apt-get install -y chromium" >&2; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +53,7 @@ test: $(DEV_STAMP)
 	  env -u DATABASE_URL $(PY) -m pytest -m both_databases -p no:cacheprovider; fi
 
 ## test-fast: the quick inner loop (no browser, no process tests).
-test-fast: $(DEV_STAMP)
+test-fast: $(DEV_STAMP) $(MLFLOW_STAMP)
 	$(PY) -m pytest -m "not e2e and not processes" -x -q
 
 lint: $(DEV_STAMP)
@@ -55,8 +65,8 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 
 ## bench: the side-by-side benchmarks in benchmarks/.
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) $(MLFLOW_STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) var .pytest_cache .ruff_cache

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "cellar_server.core",
     "cellar_server.teams",
+    "cellar_server.tracking",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- Request limits --------------------------------------------------------
 CELLAR_MAX_BODY_BYTES = config.env_int("CELLAR_MAX_BODY_BYTES", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CELLAR_MAX_BODY_BYTES
+# Artifact uploads stream to disk, so they may be far larger than other bodies.
+CELLAR_MAX_ARTIFACT_BYTES = config.env_int("CELLAR_MAX_ARTIFACT_BYTES", 5 * 1024**3)
 
 # --- Broker, artifacts ------------------------------------------------------
 REDIS_URL = config.redis_url()

@@ -22,7 +22,8 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = settings.CELLAR_MAX_BODY_BYTES
+        is_artifact = "/mlflow-artifacts/" in request.path
+        limit = settings.CELLAR_MAX_ARTIFACT_BYTES if is_artifact else settings.CELLAR_MAX_BODY_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

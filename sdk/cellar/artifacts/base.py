@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 
@@ -34,6 +38,14 @@ class ArtifactStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def put_file(self, key: str, path: str) -> None:
+        """Store a local file's bytes under `key` (streams; never holds the file in memory)."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the bytes under `key`."""
+
+    @abstractmethod
     def check(self) -> None:
         """Raise when the store cannot be reached or written (used by /readyz)."""
 
@@ -44,6 +56,27 @@ class ArtifactStore(ABC):
         if not self.exists(key):
             self.put_bytes(key, data)
         return digest
+
+    def put_stream(self, team: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store a stream content-addressed, hashing as it spools to disk. Returns (sha256, size)."""
+        hasher, size = hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(prefix="cellar-upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+            digest = hasher.hexdigest()
+            key = blob_key(team, digest)
+            if not self.exists(key):
+                self.put_file(key, tmp)
+            return digest, size
+        finally:
+            os.unlink(tmp)
+
+    def open_blob(self, team: str, sha256: str) -> BinaryIO:
+        return self.open(blob_key(team, sha256))
 
     def get_blob(self, team: str, sha256: str) -> bytes:
         data = self.get_bytes(blob_key(team, sha256))

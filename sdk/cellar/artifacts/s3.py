@@ -7,6 +7,7 @@ when set, credentials from boto3's usual chain.
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from cellar.artifacts.base import ArtifactStore, ArtifactStoreError
@@ -34,6 +35,17 @@ class S3ArtifactStore(ArtifactStore):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, key: str, path: str) -> None:
+        self.client.upload_file(path, self.bucket, self._key(key))
+
+    def open(self, key: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except ClientError as exc:
+            raise ArtifactStoreError(f"no artifact at {key!r}: {exc}") from None
 
     def get_bytes(self, key: str) -> bytes:
         from botocore.exceptions import ClientError

@@ -1,0 +1,68 @@
+"""Who calls the MLflow API: an API token (MLFLOW_TRACKING_TOKEN, or Basic auth with the
+token as password) or, for reads only, a signed-in browser session."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+
+from cellar_server.teams.authentication import TokenRejected, token_from_secret
+from cellar_server.teams.models import ApiToken, Team
+from cellar_server.teams.selectors import team_access
+from cellar_server.tracking.errors import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, UNAUTHENTICATED, TrackingError
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: object
+    token: ApiToken | None
+    team: Team
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            via = "token" if self.token is not None else "role"
+            raise TrackingError(PERMISSION_DENIED, f"This call needs the '{scope}' scope, which your {via} lacks.")
+
+
+def _secret_from_header(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            _, _, password = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return password
+    return None
+
+
+def authenticate(request: HttpRequest, team_slug: str) -> Caller:
+    secret = _secret_from_header(request)
+    token = None
+    if secret is not None:
+        try:
+            token = token_from_secret(secret)
+        except TokenRejected as exc:
+            raise TrackingError(UNAUTHENTICATED, str(exc.detail)) from None
+        user = token.user
+    elif request.user.is_authenticated and request.method in ("GET", "HEAD"):
+        user = request.user  # the dashboards' own reads; writes need a token (no CSRF here)
+    else:
+        raise TrackingError(
+            UNAUTHENTICATED,
+            "Set MLFLOW_TRACKING_TOKEN to a Cellar API token (mint one in your team's Tokens page).",
+        )
+    access = team_access(user=user, slug=team_slug)
+    if access is None:
+        raise TrackingError(RESOURCE_DOES_NOT_EXIST, f"No team '{team_slug}' for this user.")
+    scopes = access.scopes
+    if token is not None:
+        if token.team_id != access.team.id:
+            raise TrackingError(PERMISSION_DENIED, f"This token belongs to another team; mint one in '{team_slug}'.")
+        scopes = scopes & frozenset(token.scopes)
+    return Caller(user=user, token=token, team=access.team, scopes=scopes)

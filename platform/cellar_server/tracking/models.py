@@ -1,0 +1,169 @@
+"""Experiment tracking: experiments, runs, params, metric history, tags, artifact files.
+
+Times are epoch milliseconds (MLflow's wire format) so the hot logging path never
+converts. Metric points are unique on (run, key, step, timestamp, value, is_nan):
+a retried write inserts nothing twice, which makes every log call safe to repeat.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from cellar_server.core.scoping import TeamScoped
+
+ACTIVE, DELETED = "active", "deleted"
+LIFECYCLE_CHOICES = [(ACTIVE, "active"), (DELETED, "deleted")]
+RUN_STATUSES = ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
+SOURCE_TYPES = ["notebook", "pipeline", "script", "unknown"]
+
+
+class Experiment(TeamScoped):
+    # MLflow ids are strings; each team numbers its own experiments, with "0" the default.
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=500)
+    artifact_location = models.CharField(max_length=1000, blank=True)
+    lifecycle_stage = models.CharField(max_length=16, choices=LIFECYCLE_CHOICES, default=ACTIVE)
+    creation_time = models.BigIntegerField()
+    last_update_time = models.BigIntegerField()
+
+    class Meta(TeamScoped.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["team", "number"], name="experiment_unique_team_number"),
+            models.UniqueConstraint(fields=["team", "name"], name="experiment_unique_team_name"),
+        ]
+
+
+class ExperimentTag(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "key"], name="experiment_tag_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Run(TeamScoped):
+    run_uuid = models.CharField(max_length=32, unique=True)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=250, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    user_name = models.CharField(max_length=250, blank=True)
+    status = models.CharField(max_length=16, default="RUNNING")
+    start_time = models.BigIntegerField()
+    end_time = models.BigIntegerField(null=True, blank=True)
+    lifecycle_stage = models.CharField(max_length=16, choices=LIFECYCLE_CHOICES, default=ACTIVE)
+    artifact_uri = models.CharField(max_length=1000, blank=True)
+    source_type = models.CharField(max_length=16, default="unknown")
+    source_name = models.CharField(max_length=500, blank=True)
+    code_version = models.CharField(max_length=100, blank=True)
+
+    class Meta(TeamScoped.Meta):
+        indexes = [
+            models.Index(fields=["experiment", "lifecycle_stage", "-start_time"]),
+            models.Index(fields=["team", "-start_time"]),
+        ]
+
+
+class Param(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="param_unique_run_key")]
+        indexes = [models.Index(fields=["key", "run"])]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RunTag(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="run_tag_unique_run_key")]
+        indexes = [models.Index(fields=["key", "run"])]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Metric(models.Model):
+    """One point of a metric's history. NaN is stored as value 0 with is_nan (SQLite has no NaN)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=250)
+    value = models.FloatField()
+    is_nan = models.BooleanField(default=False)
+    step = models.BigIntegerField(default=0)
+    timestamp = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "key", "step", "timestamp", "value", "is_nan"], name="metric_point_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class LatestMetric(models.Model):
+    """The latest point per (run, key): max of (step, timestamp, value), as MLflow defines it."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics")
+    key = models.CharField(max_length=250)
+    value = models.FloatField()
+    is_nan = models.BooleanField(default=False)
+    step = models.BigIntegerField(default=0)
+    timestamp = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="latest_metric_unique_run_key")]
+        indexes = [models.Index(fields=["key", "value"])]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ArtifactFile(TeamScoped):
+    """A file under the team's artifact tree, by path; its bytes are content-addressed (sha256)."""
+
+    path = models.CharField(max_length=1000)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    created_at = models.BigIntegerField()
+
+    class Meta(TeamScoped.Meta):
+        constraints = [models.UniqueConstraint(fields=["team", "path"], name="artifact_unique_team_path")]
+
+
+class LoggedModel(TeamScoped):
+    """An MLflow 3 logged model: what `mlflow.<flavor>.log_model` creates before uploading files."""
+
+    model_id = models.CharField(max_length=40, unique=True)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="logged_models")
+    source_run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    output_run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    output_step = models.BigIntegerField(default=0)
+    name = models.CharField(max_length=250)
+    model_type = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=40, default="LOGGED_MODEL_PENDING")
+    status_message = models.TextField(blank=True)
+    artifact_location = models.CharField(max_length=1000)
+    creator = models.CharField(max_length=250, blank=True)
+    tags = models.JSONField(default=dict)
+    params = models.JSONField(default=dict)
+    creation_timestamp_ms = models.BigIntegerField()
+    last_updated_timestamp_ms = models.BigIntegerField()
+    lifecycle_stage = models.CharField(max_length=16, choices=LIFECYCLE_CHOICES, default=ACTIVE)
+
+    def __str__(self) -> str:
+        return self.model_id

@@ -1,0 +1,1 @@
+"""Writes for experiment tracking. Every write is idempotent under retry."""

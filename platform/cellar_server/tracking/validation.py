@@ -1,0 +1,93 @@
+"""Input rules for tracking writes, with MLflow's limits (mlflow/utils/validation.py)."""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from typing import Any
+
+from cellar_server.tracking.errors import invalid
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+MAX_BATCH_BYTES = 1024 * 1024
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+
+_KEY_RE = re.compile(r"^[/\w.\- :]*$")
+
+
+def validate_key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise invalid(f"Missing value for required parameter 'key' of the {what}.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise invalid(f"{what.capitalize()} key '{key[:40]}…' is {len(key)} characters; the limit is {MAX_KEY_LENGTH}.")
+    if not _KEY_RE.match(key):
+        raise invalid(
+            f"Invalid {what} name: '{key}'. Names may only contain alphanumerics, underscores (_), dashes (-), "
+            "periods (.), spaces ( ), colons (:) and slashes (/)."
+        )
+    if posixpath.normpath(key) != key or key.startswith("/"):
+        raise invalid(
+            f"Invalid {what} name: '{key}'. Names may be treated as files in certain cases, and must not "
+            "resolve to other names when treated as such."
+        )
+    return key
+
+
+def validate_value(value: Any, what: str, limit: int) -> str:
+    if value is None:
+        raise invalid(f"Missing value for required parameter 'value' of the {what}.")
+    value = str(value)
+    if len(value) > limit:
+        raise invalid(f"{what.capitalize()} value is {len(value)} characters; the limit is {limit}.")
+    return value
+
+
+def parse_metric_value(raw: Any, key: str) -> tuple[float, bool]:
+    """Return (value, is_nan). Accepts numbers and the proto-JSON strings NaN/Infinity/-Infinity."""
+    if isinstance(raw, bool) or raw is None:
+        raise invalid(f"Got invalid value {raw!r} for metric '{key}'. Please specify value as a valid double.")
+    if isinstance(raw, str):
+        try:
+            raw = float(raw)
+        except ValueError:
+            raise invalid(f"Got invalid value {raw!r} for metric '{key}'. Please specify value as a valid double.")
+    if not isinstance(raw, int | float):
+        raise invalid(f"Got invalid value {raw!r} for metric '{key}'. Please specify value as a valid double.")
+    value = float(raw)
+    if math.isnan(value):
+        return 0.0, True
+    return value, False
+
+
+def parse_int(raw: Any, name: str, *, default: int | None = None, required: bool = False) -> int | None:
+    if raw is None or raw == "":
+        if required:
+            raise invalid(f"Missing value for required parameter '{name}'.")
+        return default
+    if isinstance(raw, bool):
+        raise invalid(f"Invalid value {raw!r} for parameter '{name}': expected an integer.")
+    try:
+        value = int(raw)
+        if isinstance(raw, float) and raw != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value {raw!r} for parameter '{name}': expected an integer.") from None
+    return value
+
+
+def normalize_artifact_path(path: str | None) -> str:
+    """A relative POSIX path inside the team's artifact tree; traversal and absolute paths are refused."""
+    path = (path or "").replace("\\", "/")
+    if not path:
+        return ""
+    if path.startswith("/") or any(part == ".." for part in path.split("/")):
+        raise invalid(f"Invalid artifact path: '{path}'. Paths are relative and may not contain '..'.")
+    normalized = posixpath.normpath(path)
+    return "" if normalized == "." else normalized
