@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),
     path("", include("cellar_server.tracking.mlflow.urls")),
+    path("", include("cellar_server.tracking.urls")),
     path("", include("cellar_server.teams.urls")),
 ]
 
