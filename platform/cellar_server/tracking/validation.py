@@ -32,7 +32,8 @@ def validate_key(key: Any, what: str) -> str:
             f"Invalid {what} name: '{key}'. Names may only contain alphanumerics, underscores (_), dashes (-), "
             "periods (.), spaces ( ), colons (:) and slashes (/)."
         )
-    if posixpath.normpath(key) != key or key.startswith("/"):
+    parts = key.split("/")
+    if posixpath.normpath(key) != key or key.startswith("/") or ".." in parts or "." in parts:
         raise invalid(
             f"Invalid {what} name: '{key}'. Names may be treated as files in certain cases, and must not "
             "resolve to other names when treated as such."
