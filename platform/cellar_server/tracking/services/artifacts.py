@@ -7,6 +7,7 @@ once; uploading a path again replaces what the path points to.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,9 +23,16 @@ from cellar_server.tracking.models import ArtifactFile
 from cellar_server.tracking.services.experiments import now_ms
 from cellar_server.tracking.validation import normalize_artifact_path
 
+_STORES: dict[tuple[str, str], ArtifactStore] = {}
+
 
 def artifact_store() -> ArtifactStore:
-    return store_from_url(settings.ARTIFACT_STORE_URL)
+    """The configured store, built once per (URL, endpoint): an S3 client is costly to create."""
+    key = (settings.ARTIFACT_STORE_URL, os.environ.get("AWS_ENDPOINT_URL", ""))
+    store = _STORES.get(key)
+    if store is None:
+        store = _STORES[key] = store_from_url(settings.ARTIFACT_STORE_URL)
+    return store
 
 
 @dataclass(frozen=True)
