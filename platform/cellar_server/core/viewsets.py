@@ -50,10 +50,12 @@ class TeamScopedViewSet(viewsets.GenericViewSet):
         super().initial(request, *args, **kwargs)  # authentication, IsAuthenticated, throttles
         from cellar_server.teams.selectors import team_access
 
-        access = team_access(user=request.user, slug=kwargs.get("team_slug", ""))
+        token = getattr(request, "auth", None)
+        access = team_access(
+            user=request.user, slug=kwargs.get("team_slug", ""), known_team=getattr(token, "team", None)
+        )
         if access is None:
             raise exceptions.NotFound()
-        token = getattr(request, "auth", None)
         scopes = access.scopes
         if token is not None and hasattr(token, "scopes"):
             if token.team_id != access.team.id:

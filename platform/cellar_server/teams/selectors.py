@@ -21,11 +21,14 @@ class TeamAccess:
     scopes: frozenset[str]
 
 
-def team_access(*, user, slug: str) -> TeamAccess | None:
-    """Resolve a team for a user; None when it is missing or they may not see it (→ 404)."""
+def team_access(*, user, slug: str, known_team: Team | None = None) -> TeamAccess | None:
+    """Resolve a team for a user; None when it is missing or they may not see it (→ 404).
+
+    `known_team` (e.g. the calling token's, already loaded) saves the lookup when its slug matches.
+    """
     if user is None or not user.is_authenticated:
         return None
-    team = Team.objects.filter(slug=slug).first()
+    team = known_team if known_team is not None and known_team.slug == slug else Team.objects.filter(slug=slug).first()
     if team is None:
         return None
     with team_scope(team.id):

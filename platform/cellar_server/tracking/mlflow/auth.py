@@ -57,7 +57,7 @@ def authenticate(request: HttpRequest, team_slug: str) -> Caller:
             UNAUTHENTICATED,
             "Set MLFLOW_TRACKING_TOKEN to a Cellar API token (mint one in your team's Tokens page).",
         )
-    access = team_access(user=user, slug=team_slug)
+    access = team_access(user=user, slug=team_slug, known_team=token.team if token is not None else None)
     if access is None:
         raise TrackingError(RESOURCE_DOES_NOT_EXIST, f"No team '{team_slug}' for this user.")
     scopes = access.scopes
