@@ -1,6 +1,52 @@
-"""Cellar's Python SDK: `from cellar import Client`."""
+"""Cellar's Python SDK: `from cellar import Client`, and experiment tracking.
+
+import cellar
+with cellar.start_run(experiment="churn") as run:
+    run.log_params({"lr": 0.01})
+    run.log_metric("loss", 0.3, step=1)
+"""
 
 from cellar.client import CellarAPIError, Client
+from cellar.tracking import (
+    ConfigurationError,
+    Run,
+    TrackingError,
+    active_run,
+    end_run,
+    flush,
+    log_artifact,
+    log_artifacts,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    login,
+    logout,
+    set_tag,
+    set_tags,
+    start_run,
+)
 
 __version__ = "0.1.0"
-__all__ = ["CellarAPIError", "Client", "__version__"]
+__all__ = [
+    "CellarAPIError",
+    "Client",
+    "ConfigurationError",
+    "Run",
+    "TrackingError",
+    "__version__",
+    "active_run",
+    "end_run",
+    "flush",
+    "log_artifact",
+    "log_artifacts",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "login",
+    "logout",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cellar.client import CellarAPIError, Client
 
@@ -29,7 +30,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("team")
     audit.add_argument("--actor", default="")
     audit.add_argument("--verb", default="")
+    sync = commands.add_parser(
+        "sync", help="upload offline runs (and batches a run could not send) to the server; safe to rerun"
+    )
+    sync.add_argument("runs", nargs="*", help="only these run folders (id prefixes); default: all")
+    sync.add_argument("--dir", type=Path, help="the offline folder (default: $CELLAR_OFFLINE_DIR or ~/.cellar/offline)")
+    sync.add_argument("--team", help="the team, when the token reaches several (default: $CELLAR_TEAM)")
+    sync.add_argument(
+        "--retry-for", type=float, default=60.0, help="seconds to keep retrying an unreachable server (default 60)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "sync":
+        return _sync(args)
 
     client = Client(args.url, args.token)
     try:
@@ -47,6 +59,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot reach {client.url}: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from cellar.tracking import ConfigurationError, login, sync_runs
+
+    try:
+        session = login(args.url, args.token, args.team)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if "Cannot reach" in str(exc) else 1
+
+    def report(result) -> None:
+        counts = f"{result.records} records, {result.artifacts} artifacts sent"
+        run = f" -> run {result.run_id}" if result.run_id else ""
+        print(f"{result.outcome:<22} {result.folder.name}{run} ({counts})")
+        for message in result.messages:
+            print(f"    {message}", file=sys.stderr if not result.ok else sys.stdout)
+
+    results = sync_runs(session, args.dir, only=args.runs or None, retry_for=args.retry_for, report=report)
+    if not results:
+        print("nothing to sync")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(results)} runs did not sync completely; run `cellar sync` again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
