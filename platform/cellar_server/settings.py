@@ -74,11 +74,12 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------
 DATABASE_URL = config.database_url()
-_db = dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+# Persistent connections: opening one per request costs more than most requests
+# (and on SQLite closing the last one checkpoints the WAL with fsyncs).
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue instead of failing with "locked".
-    _db["CONN_MAX_AGE"] = 0
     _db["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

@@ -293,3 +293,18 @@ def test_artifact_proxy_put_get_list_delete(client, team, members, other_team, o
 def test_version_and_health(client):
     assert client.get("/t/acme/mlflow/version").content == b"3.17.2"
     assert client.get("/t/acme/mlflow/health").content == b"OK"
+
+
+def test_experiment_search_uses_the_search_grammar(ml):
+    ml.post("experiments/create", {"name": "vision", "tags": [{"key": "domain", "value": "cv"}]})
+    ml.post("experiments/create", {"name": "nlp", "tags": [{"key": "domain", "value": "text"}]})
+
+    def names(body):
+        return sorted(e["name"] for e in ml.post("experiments/search", body).json()["experiments"])
+
+    assert names({"filter": "tags.domain = 'cv'"}) == ["vision"]
+    assert names({"filter": "experiment_id IN ('1', '2') AND name != 'vision'"}) == ["nlp"]
+    assert names({"filter": "tags.domain IS NULL"}) == ["Default"]
+    assert names({"filter": "creation_time > 0 and name ILIKE 'N%'"}) == ["nlp"]
+    bad = ml.post("experiments/search", {"filter": "metrics.x > 1"})
+    assert _error(bad) == (400, "INVALID_PARAMETER_VALUE") and "Unknown key type" in bad.json()["message"]

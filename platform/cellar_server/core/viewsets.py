@@ -48,12 +48,15 @@ class TeamScopedViewSet(viewsets.GenericViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, IsAuthenticated, throttles
-        from cellar_server.teams.selectors import team_access
+        from cellar_server.teams.models import ApiToken
+        from cellar_server.teams.selectors import team_access, team_access_for_token
 
         token = getattr(request, "auth", None)
-        access = team_access(
-            user=request.user, slug=kwargs.get("team_slug", ""), known_team=getattr(token, "team", None)
-        )
+        slug = kwargs.get("team_slug", "")
+        if isinstance(token, ApiToken):
+            access = team_access_for_token(token=token, slug=slug)
+        else:
+            access = team_access(user=request.user, slug=slug)
         if access is None:
             raise exceptions.NotFound()
         scopes = access.scopes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from cellar_server.core.scoping import team_scope
 from cellar_server.teams.models import ApiToken, AuditEvent, Invitation, Membership, Team
@@ -21,14 +21,11 @@ class TeamAccess:
     scopes: frozenset[str]
 
 
-def team_access(*, user, slug: str, known_team: Team | None = None) -> TeamAccess | None:
-    """Resolve a team for a user; None when it is missing or they may not see it (→ 404).
-
-    `known_team` (e.g. the calling token's, already loaded) saves the lookup when its slug matches.
-    """
+def team_access(*, user, slug: str) -> TeamAccess | None:
+    """Resolve a team for a user; None when it is missing or they may not see it (→ 404)."""
     if user is None or not user.is_authenticated:
         return None
-    team = known_team if known_team is not None and known_team.slug == slug else Team.objects.filter(slug=slug).first()
+    team = Team.objects.filter(slug=slug).first()
     if team is None:
         return None
     with team_scope(team.id):
@@ -37,6 +34,16 @@ def team_access(*, user, slug: str, known_team: Team | None = None) -> TeamAcces
     if role is None and not user.is_staff:
         return None
     return TeamAccess(team=team, role=role, scopes=scopes_for(role, is_staff=user.is_staff))
+
+
+def team_access_for_token(*, token: ApiToken, slug: str) -> TeamAccess | None:
+    """Like team_access, for a token call: its own team and the owner's role came with the token's row."""
+    if token.team.slug != slug or not hasattr(token, "member_role"):
+        return team_access(user=token.user, slug=slug)
+    role = token.member_role
+    if role is None and not token.user.is_staff:
+        return None
+    return TeamAccess(team=token.team, role=role, scopes=scopes_for(role, is_staff=token.user.is_staff))
 
 
 def teams_for_user(*, user) -> list[tuple[Team, str]]:
@@ -71,8 +78,15 @@ def api_token_list(*, team: Team, user=None) -> QuerySet[ApiToken]:
 
 
 def api_token_for_prefix(prefix: str) -> ApiToken | None:
-    # Authentication runs before any team is known: the deliberate escape hatch.
-    return ApiToken.all_teams.select_related("user", "team").filter(prefix=prefix).first()
+    # Authentication runs before any team is known: the deliberate escape hatch. The owner's
+    # current role in the token's team comes in the same query (one round trip per API call).
+    role = Membership.all_teams.filter(team_id=OuterRef("team_id"), user_id=OuterRef("user_id")).values("role")[:1]
+    return (
+        ApiToken.all_teams.select_related("user", "team")
+        .annotate(member_role=Subquery(role))
+        .filter(prefix=prefix)
+        .first()
+    )
 
 
 @dataclass(frozen=True)

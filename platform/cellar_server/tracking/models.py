@@ -35,7 +35,8 @@ class Experiment(TeamScoped):
 
 
 class ExperimentTag(models.Model):
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="tags")
+    # db_index off where a unique constraint already leads with the foreign key: one index less per write.
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="tags", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -69,7 +70,7 @@ class Run(TeamScoped):
 
 
 class Param(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -82,7 +83,7 @@ class Param(models.Model):
 
 
 class RunTag(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -97,7 +98,7 @@ class RunTag(models.Model):
 class Metric(models.Model):
     """One point of a metric's history. NaN is stored as value 0 with is_nan (SQLite has no NaN)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)
@@ -118,7 +119,7 @@ class Metric(models.Model):
 class LatestMetric(models.Model):
     """The latest point per (run, key): max of (step, timestamp, value), as MLflow defines it."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics", db_index=False)
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
 from cellar_server.core.scoping import team_scope
 from cellar_server.teams.models import Team
@@ -17,6 +16,7 @@ from cellar_server.tracking.models import (
     ACTIVE,
     DELETED,
     Experiment,
+    ExperimentTag,
     LatestMetric,
     Metric,
     Param,
@@ -24,7 +24,7 @@ from cellar_server.tracking.models import (
     RunTag,
 )
 from cellar_server.tracking.search import queries
-from cellar_server.tracking.search.parser import SearchSyntaxError, parse_filter, parse_order_by
+from cellar_server.tracking.search.parser import EXPERIMENTS, SearchSyntaxError, parse_filter, parse_order_by
 
 VIEW_TYPES = {"ACTIVE_ONLY": [ACTIVE], "DELETED_ONLY": [DELETED], "ALL": [ACTIVE, DELETED]}
 MAX_RUNS_PER_PAGE = 50000
@@ -63,9 +63,39 @@ def runs_with_data(queryset: QuerySet[Run]) -> QuerySet[Run]:
     )
 
 
+@dataclass
+class RunData:
+    """A run's params, tags and latest metrics as plain rows, sorted by key."""
+
+    params: list[tuple[str, str]] = field(default_factory=list)
+    tags: list[tuple[str, str]] = field(default_factory=list)
+    metrics: list[tuple[str, float, bool, int, int]] = field(default_factory=list)  # key, value, is_nan, ts, step
+
+
+def run_data_for(run_ids: list[int]) -> dict[int, RunData]:
+    """Params, tags and latest metrics of many runs: three queries of plain tuples, no model instances."""
+    data = {run_id: RunData() for run_id in run_ids}
+    for run_id, key, value in (
+        Param.objects.filter(run_id__in=run_ids).order_by("key").values_list("run_id", "key", "value")
+    ):
+        data[run_id].params.append((key, value))
+    for run_id, key, value in (
+        RunTag.objects.filter(run_id__in=run_ids).order_by("key").values_list("run_id", "key", "value")
+    ):
+        data[run_id].tags.append((key, value))
+    for run_id, *row in (
+        LatestMetric.objects.filter(run_id__in=run_ids)
+        .order_by("key")
+        .values_list("run_id", "key", "value", "is_nan", "timestamp", "step")
+    ):
+        data[run_id].metrics.append(tuple(row))
+    return data
+
+
 @dataclass(frozen=True)
 class RunPage:
     runs: list[Run]
+    data: dict[int, RunData]
     next_page_token: str | None
 
 
@@ -115,9 +145,11 @@ def run_search(
         team=team, experiment_numbers=numbers, filter_string=filter_string, order_by=order_by, view_type=view_type
     )
     offset = decode_page_token(page_token)
-    page = list(runs_with_data(queryset)[offset : offset + max_results + 1])
+    page = list(queryset.select_related("experiment")[offset : offset + max_results + 1])
     has_more = len(page) > max_results
-    return RunPage(page[:max_results], encode_page_token(offset + max_results) if has_more else None)
+    page = page[:max_results]
+    token = encode_page_token(offset + max_results) if has_more else None
+    return RunPage(page, run_data_for([r.pk for r in page]), token)
 
 
 def experiment_search(
@@ -153,64 +185,78 @@ _EXPERIMENT_FIELDS = {
 }
 
 
+def _experiment_number(value: str) -> int:
+    return v.parse_int(value, "experiment_id", required=True)
+
+
 def _experiment_filter(queryset: QuerySet[Experiment], filter_string: str) -> QuerySet[Experiment]:
-    if not filter_string:
-        return queryset
-    # Experiments use the same clause shapes; their attribute keys differ from runs'.
-    for part in re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE):
-        match = re.match(
-            r"^\s*(?:attributes?\.|attr\.)?(?P<key>name|creation_time|last_update_time|experiment_id)\s*"
-            r"(?P<op>=|!=|<=|>=|<|>|LIKE|ILIKE|IN)\s*(?P<value>.+?)\s*$|"
-            r"^\s*tags?\.(?P<tag>`[^`]+`|\"[^\"]+\"|[\w.\-/: ]+?)\s*(?P<top>=|!=|LIKE|ILIKE)\s*'(?P<tvalue>.*)'\s*$",
-            part,
-            flags=re.IGNORECASE,
-        )
-        if match is None:
-            raise invalid(f"Invalid experiment filter clause: '{part}'.")
-        if match.group("tag"):
-            key = match.group("tag").strip('`"')
-            condition = queries._condition("value", match.group("top").upper(), match.group("tvalue"))
-            queryset = queryset.filter(
-                tags__in=queryset.model.tags.rel.related_model.objects.filter(condition, key=key)
-            )
+    """Experiments are searched with the same grammar as runs, by name, times, id and tags."""
+    try:
+        clauses = parse_filter(filter_string, EXPERIMENTS)
+    except SearchSyntaxError as exc:
+        raise invalid(f"Error on parsing filter: {exc}") from None
+    for clause in clauses:
+        if clause.kind == "tag":
+            rows = ExperimentTag.objects.filter(experiment=OuterRef("pk"), key=clause.key)
+            if clause.op in ("IS NULL", "IS NOT NULL"):
+                queryset = queryset.filter(Exists(rows) if clause.op == "IS NOT NULL" else ~Exists(rows))
+            else:
+                queryset = queryset.filter(Exists(rows.filter(queries.condition("value", clause.op, clause.value))))
             continue
-        field, op, raw = _EXPERIMENT_FIELDS[match.group("key")], match.group("op").upper(), match.group("value")
-        if op == "IN":
-            values = [x.strip().strip("'\"") for x in raw.strip("()").split(",")]
-            queryset = queryset.filter(**{f"{field}__in": [int(x) for x in values] if field == "number" else values})
-            continue
-        value = raw.strip("'\"") if field == "name" else v.parse_int(raw.strip("'\""), match.group("key"))
-        queryset = queryset.filter(queries._condition(field, op, value))
+        value = clause.value
+        if clause.key == "experiment_id":
+            value = tuple(map(_experiment_number, value)) if isinstance(value, tuple) else _experiment_number(value)
+        queryset = queryset.filter(queries.condition(_EXPERIMENT_FIELDS[clause.key], clause.op, value))
     return queryset
 
 
 def _experiment_order(order_by: list[str] | None) -> list:
+    try:
+        orders = parse_order_by(order_by, EXPERIMENTS)
+    except SearchSyntaxError as exc:
+        raise invalid(f"Invalid order_by: {exc}") from None
     result = []
-    for item in order_by or []:
-        parts = item.split()
-        key = parts[0].removeprefix("attributes.").removeprefix("attribute.")
-        if key not in _EXPERIMENT_FIELDS or len(parts) > 2:
-            raise invalid(f"Invalid order_by clause '{item}'.")
-        ascending = len(parts) == 1 or parts[1].upper() == "ASC"
-        field = F(_EXPERIMENT_FIELDS[key])
-        result.append(field.asc() if ascending else field.desc())
-    return result + [F("last_update_time").desc(), F("number").asc()] if not result else result + [F("number").asc()]
+    for order in orders:
+        if order.kind != "attribute":
+            raise invalid("Experiments are ordered by name, experiment_id, creation_time or last_update_time.")
+        field = F(_EXPERIMENT_FIELDS[order.key])
+        result.append(field.asc() if order.ascending else field.desc())
+    return result + ([F("number").asc()] if result else [F("last_update_time").desc(), F("number").asc()])
+
+
+def _decode_history_token(token: str | None) -> tuple[int, int, int] | None:
+    if not token:
+        return None
+    try:
+        after = json.loads(base64.b64decode(token))["after"]
+        step, timestamp, row_id = (int(x) for x in after)
+    except (ValueError, KeyError, TypeError):
+        raise invalid(f"Invalid page token '{token}'.") from None
+    return step, timestamp, row_id
 
 
 def metric_history(*, run: Run, key: str, page_token: str | None = None, max_results: int | None = None):
+    """A metric's points in (step, timestamp) order. Pages continue after the last point (keyset),
+    so a late page costs what the first does, however long the history."""
     if not key:
         raise invalid("Missing value for required parameter 'metric_key'.")
-    offset = decode_page_token(page_token)
     limit = v.parse_int(max_results, "max_results", default=None)
-    queryset = (
-        Metric.objects.filter(run=run, key=key)
-        .order_by("step", "timestamp", "value")
-        .values_list("key", "value", "is_nan", "timestamp", "step")
-    )
+    queryset = Metric.objects.filter(run=run, key=key)
+    after = _decode_history_token(page_token)
+    if after is not None:
+        step, timestamp, row_id = after
+        queryset = queryset.filter(
+            Q(step__gt=step) | Q(step=step, timestamp__gt=timestamp) | Q(step=step, timestamp=timestamp, id__gt=row_id)
+        )
+    rows = queryset.order_by("step", "timestamp", "id").values_list("value", "is_nan", "timestamp", "step", "id")
     if limit is None:
-        return list(queryset[offset:]), None
-    page = list(queryset[offset : offset + limit + 1])
-    return page[:limit], encode_page_token(offset + limit) if len(page) > limit else None
+        return [r[:4] for r in rows], None
+    page = list(rows[: limit + 1])
+    if len(page) <= limit:
+        return [r[:4] for r in page], None
+    last = page[limit - 1]
+    token = base64.b64encode(json.dumps({"after": [last[3], last[2], last[4]]}).encode()).decode()
+    return [r[:4] for r in page[:limit]], token
 
 
 def metric_history_bulk(

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from cellar_server.teams.authentication import TokenRejected, token_from_secret
 from cellar_server.teams.models import ApiToken, Team
-from cellar_server.teams.selectors import team_access
+from cellar_server.teams.selectors import team_access, team_access_for_token
 from cellar_server.tracking.errors import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, UNAUTHENTICATED, TrackingError
 
 
@@ -57,7 +57,10 @@ def authenticate(request: HttpRequest, team_slug: str) -> Caller:
             UNAUTHENTICATED,
             "Set MLFLOW_TRACKING_TOKEN to a Cellar API token (mint one in your team's Tokens page).",
         )
-    access = team_access(user=user, slug=team_slug, known_team=token.team if token is not None else None)
+    if token is not None:
+        access = team_access_for_token(token=token, slug=team_slug)
+    else:
+        access = team_access(user=user, slug=team_slug)
     if access is None:
         raise TrackingError(RESOURCE_DOES_NOT_EXIST, f"No team '{team_slug}' for this user.")
     scopes = access.scopes

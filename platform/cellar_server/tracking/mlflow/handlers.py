@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
+
 from cellar_server.core.scoping import team_scope
 from cellar_server.tracking import selectors
 from cellar_server.tracking import validation as v
@@ -93,10 +95,9 @@ def _model_outputs(caller: Caller, run: Run) -> list[dict]:
     return [{"model_id": model_id, "step": step} for model_id, step in rows]
 
 
-def _full_run(caller: Caller, run_uuid: str) -> dict:
-    with team_scope(caller.team.id):
-        run = selectors.runs_with_data(Run.objects.filter(run_uuid=run_uuid)).get()
-    return serialize.run(run, model_outputs=_model_outputs(caller, run))
+def _full_run(caller: Caller, run: Run) -> dict:
+    data = selectors.run_data_for([run.pk])[run.pk]
+    return serialize.run(run, data, model_outputs=_model_outputs(caller, run))
 
 
 def run_create(caller: Caller, f: Fields) -> dict:
@@ -111,11 +112,11 @@ def run_create(caller: Caller, f: Fields) -> dict:
         start_time=v.parse_int(f.get("start_time"), "start_time"),
         tags=f.list("tags"),
     )
-    return {"run": _full_run(caller, run.run_uuid)}
+    return {"run": _full_run(caller, run)}
 
 
 def run_get(caller: Caller, f: Fields) -> dict:
-    return {"run": _full_run(caller, _run(caller, f).run_uuid)}
+    return {"run": _full_run(caller, _run(caller, f))}
 
 
 def run_update(caller: Caller, f: Fields) -> dict:
@@ -181,23 +182,18 @@ def run_search(caller: Caller, f: Fields) -> dict:
         max_results=f.get("max_results"),
         page_token=f.get("page_token"),
     )
-    payload = {"runs": [serialize.run(r) for r in page.runs]}
+    payload = {"runs": [serialize.run(r, page.data[r.pk]) for r in page.runs]}
     if page.next_page_token:
         payload["next_page_token"] = page.next_page_token
     return payload
 
 
-def metric_history(caller: Caller, f: Fields) -> dict:
+def metric_history(caller: Caller, f: Fields) -> HttpResponse:
+    key = f.required("metric_key")
     points, token = selectors.metric_history(
-        run=_run(caller, f),
-        key=f.required("metric_key"),
-        page_token=f.get("page_token"),
-        max_results=f.get("max_results"),
+        run=_run(caller, f), key=key, page_token=f.get("page_token"), max_results=f.get("max_results")
     )
-    payload = {"metrics": [serialize.metric(*p) for p in points]}
-    if token:
-        payload["next_page_token"] = token
-    return payload
+    return HttpResponse(serialize.history_json(key, points, token), content_type="application/json")
 
 
 def metric_history_bulk_interval(caller: Caller, f: Fields) -> dict:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from cellar_server.tracking.mlflow.protocol import proto_double
 from cellar_server.tracking.models import Experiment, Run
+from cellar_server.tracking.selectors import RunData
 
 
 def experiment(exp: Experiment) -> dict:
@@ -39,17 +42,35 @@ def metric(key: str, value: float, is_nan: bool, timestamp: int, step: int) -> d
     return {"key": key, "value": proto_double(value, is_nan), "timestamp": timestamp, "step": step}
 
 
-def run(run: Run, *, model_outputs: list[dict] | None = None) -> dict:
-    """A run with params, tags and latest metrics (prefetched by selectors.runs_with_data when listing)."""
+def run(run: Run, data: RunData, *, model_outputs: list[dict] | None = None) -> dict:
+    """A run with its params, tags and latest metrics (selectors.run_data_for)."""
     payload = {
         "info": run_info(run),
         "data": {
-            "metrics": [metric(m.key, m.value, m.is_nan, m.timestamp, m.step) for m in run.latest_metrics.all()],
-            "params": [{"key": p.key, "value": p.value} for p in run.params.all()],
-            "tags": [{"key": t.key, "value": t.value} for t in run.tags.all()],
+            "metrics": [metric(k, value, is_nan, ts, step) for k, value, is_nan, ts, step in data.metrics],
+            "params": [{"key": k, "value": value} for k, value in data.params],
+            "tags": [{"key": k, "value": value} for k, value in data.tags],
         },
         "inputs": {},
     }
     if model_outputs:
         payload["outputs"] = {"model_outputs": model_outputs}
     return payload
+
+
+def history_json(key: str, points: list[tuple], next_page_token: str | None) -> str:
+    """get-history's body written directly: 100,000 points serialize in a fraction of json.dumps' time."""
+    key_json = json.dumps(key)
+    parts = [
+        f'{{"key":{key_json},"value":{_json_double(value, is_nan)},"timestamp":{ts},"step":{step}}}'
+        for value, is_nan, ts, step in points
+    ]
+    body = '{"metrics":[' + ",".join(parts) + "]"
+    if next_page_token:
+        body += f',"next_page_token":{json.dumps(next_page_token)}'
+    return body + "}"
+
+
+def _json_double(value: float, is_nan: bool) -> str:
+    double = proto_double(value, is_nan)
+    return f'"{double}"' if isinstance(double, str) else repr(double)

@@ -88,7 +88,8 @@ def api(request: HttpRequest, team_slug: str, endpoint: str) -> HttpResponse:
             continue
         caller = authenticate(request, team_slug)
         caller.require(scope)
-        return json_response(handler(caller, Fields(request), *match.groups()))
+        result = handler(caller, Fields(request), *match.groups())
+        return result if isinstance(result, HttpResponse) else json_response(result)
     raise TrackingError(ENDPOINT_NOT_FOUND, f"No MLflow endpoint {request.method} {endpoint}.")
 
 

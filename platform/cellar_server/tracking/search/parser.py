@@ -34,11 +34,38 @@ TYPE_ALIASES = {
     "dataset": "dataset",
     "datasets": "dataset",
 }
-ATTRIBUTE_ALIASES = {"created": "start_time", "run name": "run_name", "run_uuid": "run_id", "Created": "start_time"}
-STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri"}
-NUMERIC_ATTRIBUTES = {"start_time", "end_time"}
-ORDERABLE_ATTRIBUTES = STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES
 DATASET_FIELDS = {"name", "digest", "context"}
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """What one kind of entity can be searched by; runs and experiments share the syntax."""
+
+    kinds: frozenset[str]
+    string_attributes: frozenset[str]
+    numeric_attributes: frozenset[str]
+    list_attributes: frozenset[str]
+    aliases: dict
+
+    @property
+    def attributes(self) -> frozenset[str]:
+        return self.string_attributes | self.numeric_attributes
+
+
+RUNS = Grammar(
+    kinds=frozenset({"metric", "param", "tag", "attribute", "dataset"}),
+    string_attributes=frozenset({"run_id", "run_name", "status", "user_id", "artifact_uri"}),
+    numeric_attributes=frozenset({"start_time", "end_time"}),
+    list_attributes=frozenset({"run_id"}),
+    aliases={"created": "start_time", "Created": "start_time", "run name": "run_name", "run_uuid": "run_id"},
+)
+EXPERIMENTS = Grammar(
+    kinds=frozenset({"tag", "attribute"}),
+    string_attributes=frozenset({"name", "experiment_id"}),
+    numeric_attributes=frozenset({"creation_time", "last_update_time"}),
+    list_attributes=frozenset({"name", "experiment_id"}),
+    aliases={},
+)
 
 NUMERIC_OPS = {"=", "!=", "<", "<=", ">", ">="}
 STRING_OPS = {"=", "!=", "LIKE", "ILIKE"}
@@ -112,8 +139,8 @@ def _unquote(token: _Token) -> str:
 
 
 class _Cursor:
-    def __init__(self, tokens: list[_Token], text: str):
-        self.tokens, self.i, self.text = tokens, 0, text
+    def __init__(self, tokens: list[_Token], text: str, grammar: Grammar):
+        self.tokens, self.i, self.text, self.grammar = tokens, 0, text, grammar
 
     def peek(self, offset: int = 0) -> _Token | None:
         j = self.i + offset
@@ -133,16 +160,17 @@ class _Cursor:
 
 def _identifier(cursor: _Cursor) -> tuple[str, str]:
     token = cursor.take()
+    grammar = cursor.grammar
     if token.kind in ("bquote", "dquote"):
-        return "attribute", _attribute_key(_unquote(token), token.pos)
+        return "attribute", _attribute_key(_unquote(token), token.pos, grammar)
     if token.kind != "word":
         raise SearchSyntaxError(f"Expected a key like metrics.acc at position {token.pos}, found {token.text!r}.")
     head, dot, rest = token.text.partition(".")
     if not dot:
-        return "attribute", _attribute_key(head, token.pos)
+        return "attribute", _attribute_key(head, token.pos, grammar)
     kind = TYPE_ALIASES.get(head.lower())
-    if kind is None:
-        allowed = "metrics, params, tags, attributes, datasets"
+    if kind not in grammar.kinds:
+        allowed = ", ".join(f"{k}s" for k in sorted(grammar.kinds))
         raise SearchSyntaxError(f"Unknown key type {head!r} at position {token.pos}; use one of {allowed}.")
     if rest:
         key = rest
@@ -152,16 +180,16 @@ def _identifier(cursor: _Cursor) -> tuple[str, str]:
             raise SearchSyntaxError(f"Expected a key after '{head}.' at position {quoted.pos}.")
         key = _unquote(quoted)
     if kind == "attribute":
-        key = _attribute_key(key, token.pos)
+        key = _attribute_key(key, token.pos, grammar)
     if kind == "dataset" and key not in DATASET_FIELDS:
         raise SearchSyntaxError(f"Datasets are searched by {', '.join(sorted(DATASET_FIELDS))}, not {key!r}.")
     return kind, key
 
 
-def _attribute_key(key: str, pos: int) -> str:
-    key = ATTRIBUTE_ALIASES.get(key, key)
-    if key not in ORDERABLE_ATTRIBUTES:
-        allowed = ", ".join(sorted(ORDERABLE_ATTRIBUTES))
+def _attribute_key(key: str, pos: int, grammar: Grammar) -> str:
+    key = grammar.aliases.get(key, key)
+    if key not in grammar.attributes:
+        allowed = ", ".join(sorted(grammar.attributes))
         raise SearchSyntaxError(f"Unknown attribute {key!r} at position {pos}; searchable attributes: {allowed}.")
     return key
 
@@ -215,8 +243,8 @@ def _value_list(cursor: _Cursor) -> tuple:
         values.append(_scalar(cursor))
 
 
-def _check(kind: str, key: str, op: str, value: Any) -> None:
-    numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
+def _check(kind: str, key: str, op: str, value: Any, grammar: Grammar) -> None:
+    numeric = kind == "metric" or (kind == "attribute" and key in grammar.numeric_attributes)
     if numeric:
         if op not in NUMERIC_OPS:
             raise SearchSyntaxError(f"{kind}s.{key} compares with {', '.join(sorted(NUMERIC_OPS))}, not {op}.")
@@ -226,7 +254,7 @@ def _check(kind: str, key: str, op: str, value: Any) -> None:
     allowed = set(STRING_OPS)
     if kind in ("param", "tag"):
         allowed |= NULL_OPS
-    if kind == "dataset" or (kind == "attribute" and key == "run_id"):
+    if kind == "dataset" or (kind == "attribute" and key in grammar.list_attributes):
         allowed |= LIST_OPS
     if op not in allowed:
         raise SearchSyntaxError(f"{kind}s.{key} compares with {', '.join(sorted(allowed))}, not {op}.")
@@ -237,11 +265,11 @@ def _check(kind: str, key: str, op: str, value: Any) -> None:
         raise SearchSyntaxError(f"{kind}s.{key} is a string: quote the value, like '{value}'.")
 
 
-def parse_filter(text: str | None) -> list[Clause]:
+def parse_filter(text: str | None, grammar: Grammar = RUNS) -> list[Clause]:
     """Parse a filter string into clauses joined by AND. Empty → no clause."""
     if not text or not text.strip():
         return []
-    cursor = _Cursor(_tokenize(text), text)
+    cursor = _Cursor(_tokenize(text), text, grammar)
     clauses = []
     while True:
         kind, key = _identifier(cursor)
@@ -252,7 +280,7 @@ def parse_filter(text: str | None) -> list[Clause]:
             value = _value_list(cursor)
         else:
             value = _scalar(cursor)
-        _check(kind, key, op, value)
+        _check(kind, key, op, value, grammar)
         clauses.append(Clause(kind, key, op, value))
         token = cursor.peek()
         if token is None:
@@ -263,10 +291,10 @@ def parse_filter(text: str | None) -> list[Clause]:
         cursor.take()
 
 
-def parse_order_by(items: list[str] | None) -> list[OrderBy]:
+def parse_order_by(items: list[str] | None, grammar: Grammar = RUNS) -> list[OrderBy]:
     orders = []
     for item in items or []:
-        cursor = _Cursor(_tokenize(item), item)
+        cursor = _Cursor(_tokenize(item), item, grammar)
         kind, key = _identifier(cursor)
         ascending = True
         if cursor.word_is("ASC", "DESC"):

@@ -32,7 +32,7 @@ def _like_to_lookup(pattern: str, case_sensitive: bool) -> tuple[str, str]:
     return ("regex" if case_sensitive else "iregex"), f"^{regex}$"
 
 
-def _condition(field: str, op: str, value) -> Q:
+def condition(field: str, op: str, value) -> Q:
     if op in ("LIKE", "ILIKE"):
         lookup, regex = _like_to_lookup(value, case_sensitive=op == "LIKE")
         return Q(**{f"{field}__{lookup}": regex})
@@ -47,11 +47,11 @@ def _condition(field: str, op: str, value) -> Q:
 
 def _apply(queryset: QuerySet[Run], clause: Clause) -> QuerySet[Run]:
     if clause.kind == "attribute":
-        return queryset.filter(_condition(_ATTRIBUTE_FIELDS[clause.key], clause.op, clause.value))
+        return queryset.filter(condition(_ATTRIBUTE_FIELDS[clause.key], clause.op, clause.value))
     if clause.kind == "metric":
         # NaN is never <, >, = anything (as in MLflow's SQL store).
         points = LatestMetric.objects.filter(run=OuterRef("pk"), key=clause.key, is_nan=False)
-        return queryset.filter(Exists(points.filter(_condition("value", clause.op, clause.value))))
+        return queryset.filter(Exists(points.filter(condition("value", clause.op, clause.value))))
     if clause.kind in ("param", "tag"):
         model = Param if clause.kind == "param" else RunTag
         rows = model.objects.filter(run=OuterRef("pk"), key=clause.key)
@@ -59,7 +59,7 @@ def _apply(queryset: QuerySet[Run], clause: Clause) -> QuerySet[Run]:
             return queryset.filter(~Exists(rows))
         if clause.op == "IS NOT NULL":
             return queryset.filter(Exists(rows))
-        return queryset.filter(Exists(rows.filter(_condition("value", clause.op, clause.value))))
+        return queryset.filter(Exists(rows.filter(condition("value", clause.op, clause.value))))
     raise SearchSyntaxError("Searching runs by dataset is not supported yet: Cellar does not record dataset inputs.")
 
 
