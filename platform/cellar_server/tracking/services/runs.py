@@ -150,11 +150,21 @@ def _clean_tags(tags: list[dict]) -> list[tuple[str, str]]:
 
 def _clean_metrics(metrics: list[dict]) -> list[MetricPoint]:
     points = []
+    keys: dict[object, str] = {}  # a batch repeats a few keys many times: validate each once
     for m in metrics:
-        key = v.validate_key(m.get("key"), "metric")
-        value, is_nan = v.parse_metric_value(m.get("value"), key)
-        timestamp = v.parse_int(m.get("timestamp"), "timestamp", required=True)
-        step = v.parse_int(m.get("step"), "step", default=0)
+        raw_key = m.get("key")
+        key = keys.get(raw_key) if isinstance(raw_key, str) else None
+        if key is None:
+            key = keys[raw_key] = v.validate_key(raw_key, "metric")
+        raw_value, timestamp, step = m.get("value"), m.get("timestamp"), m.get("step", 0)
+        if type(raw_value) is float and raw_value == raw_value:  # the common case: a finite-or-inf double
+            value, is_nan = raw_value, False
+        else:
+            value, is_nan = v.parse_metric_value(raw_value, key)
+        if type(timestamp) is not int:
+            timestamp = v.parse_int(timestamp, "timestamp", required=True)
+        if type(step) is not int:
+            step = v.parse_int(step, "step", default=0)
         points.append(MetricPoint(key, value, is_nan, timestamp, step))
     return points
 
@@ -278,13 +288,19 @@ WHERE (excluded.step, excluded.timestamp, excluded.value)
     > (tracking_latestmetric.step, tracking_latestmetric.timestamp, tracking_latestmetric.value)
 """
 _ROWS_PER_STATEMENT = 1000
+_ONE_ROW = "(%s, %s, %s, %s, %s, %s)"
 
 
 def _insert_rows(cursor, statement: str, rows: list[tuple]) -> None:
-    """One multi-row INSERT per 1000 rows: far cheaper than model instances and bulk_create's splitting."""
+    """Bulk insert without model instances. PostgreSQL: one multi-row INSERT per 1000 rows.
+    SQLite: executemany of one-row statements (its driver loops in C; a 6000-placeholder
+    statement would be re-parsed by Django's placeholder regex on every call)."""
+    if connection.vendor == "sqlite":
+        cursor.executemany(statement.format(rows=_ONE_ROW), rows)
+        return
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        placeholders = ", ".join([_ONE_ROW] * len(chunk))
         cursor.execute(statement.format(rows=placeholders), [value for row in chunk for value in row])
 
 
