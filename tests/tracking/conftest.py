@@ -10,9 +10,11 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import pytest
+from django.db import connection
 
 from cellar_server.core.scoping import team_scope
 from cellar_server.teams.models import Team
+from cellar_server.tracking import curves
 from cellar_server.tracking.models import Experiment, LatestMetric, Metric, Param, Run, RunTag
 from cellar_server.tracking.services import artifacts, experiments, runs
 
@@ -79,6 +81,13 @@ class TrackingBuilder:
         LatestMetric.objects.update_or_create(
             run=run, key=key, defaults={"value": value(last), "step": last, "timestamp": T0 + last}
         )
+        self.summarize(run, key)
+
+    def summarize(self, run: Run, key: str) -> None:
+        """The step-bucket summaries the service keeps, for histories inserted directly."""
+        points = Metric.objects.filter(run=run, key=key, is_nan=False).values_list("key", "value", "step")
+        with connection.cursor() as cursor:
+            curves.write_bucket_rows(cursor, curves.bucket_rows(run.pk, points.iterator()))
 
     def bulk_runs(
         self,

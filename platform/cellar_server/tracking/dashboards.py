@@ -17,20 +17,17 @@ import math
 import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
 
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
-from django.db import connection
 from django.db.models import Count, F, Max, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from cellar_server.teams.models import Team
-from cellar_server.tracking import selectors
-from cellar_server.tracking.downsample import downsample, points_per_curve
+from cellar_server.tracking import curves, selectors
+from cellar_server.tracking.downsample import points_per_curve
 from cellar_server.tracking.errors import TrackingError
-from cellar_server.tracking.models import ACTIVE, Experiment, LatestMetric, Metric, Param, Run, RunTag
+from cellar_server.tracking.models import ACTIVE, Experiment, LatestMetric, Param, Run, RunTag
 from cellar_server.tracking.search.parser import SearchSyntaxError, parse_order_by
 from cellar_server.tracking.services import artifacts
 from cellar_server.tracking.services.runs import (
@@ -53,7 +50,6 @@ DEFAULT_CHARTS = 12
 CHART_POINT_BUDGET = 5000
 MIN_POINTS_PER_CURVE = 40
 CURVE_CACHE_SECONDS = 600
-HISTORY_FETCH_ROWS = 50_000
 
 KIND_PREFIX = {"metric": "metrics", "param": "params", "tag": "tags"}
 PREFIX_KIND = {v: k for k, v in KIND_PREFIX.items()}
@@ -291,7 +287,7 @@ def runs_by_uuid(*, uuids: list[str]) -> list[Run]:
 class Chart:
     key: str
     payload: str  # JSON for tracking.js, escaped for a <script type="application/json"> element
-    points: int  # points logged, before downsampling
+    points: int  # rows read to draw it (summaries or raw points), before downsampling
     per_curve: int
     curves: int
 
@@ -324,13 +320,13 @@ def metric_chart(*, runs: list[Run], key: str) -> Chart:
     cache_key = "cellar:tracking:chart:" + hashlib.sha256(fingerprint.encode()).hexdigest()
     chart = cache.get(cache_key)
     if chart is None:
-        chart = _build_chart(runs, key, per_curve)
+        chart = _build_chart(runs, key, per_curve, spans={pk: point[0] for pk, point in latest.items()})
         cache.set(cache_key, chart, CURVE_CACHE_SECONDS)
     return chart
 
 
-def _build_chart(runs: list[Run], key: str, per_curve: int) -> Chart:
-    curves, total = _load_curves([r.pk for r in runs], key, per_curve)
+def _build_chart(runs: list[Run], key: str, per_curve: int, spans: dict[int, int]) -> Chart:
+    curves, total = _load_curves([r.pk for r in runs], key, per_curve, spans)
     traces = []
     for index, run in enumerate(runs):
         if run.pk in curves:
@@ -347,33 +343,11 @@ def _build_chart(runs: list[Run], key: str, per_curve: int) -> Chart:
     return Chart(key, payload, total, per_curve, len(traces))
 
 
-def _load_curves(pks: list[int], key: str, per_curve: int) -> tuple[dict[int, tuple[list, list]], int]:
-    """Stream one query's rows (ordered by run, then step) and downsample each run's history as it ends."""
-    queryset = (
-        Metric.objects.filter(run_id__in=pks, key=key, is_nan=False)
-        .order_by("run_id", "step", "timestamp", "value")
-        .values_list("run_id", "step", "value")
-    )
-    sql, params = queryset.query.sql_with_params()
-    curves: dict[int, tuple[list, list]] = {}
-    total = 0
-    current, steps, values = None, [], []
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        # Plain fetches and list comprehensions: a million rows cost about one second, mostly the driver's.
-        while chunk := cursor.fetchmany(HISTORY_FETCH_ROWS):
-            total += len(chunk)
-            for run_id, points in groupby(chunk, key=itemgetter(0)):
-                points = list(points)
-                if run_id != current:
-                    if current is not None:
-                        curves[current] = downsample(steps, values, per_curve)
-                    current, steps, values = run_id, [], []
-                steps += [p[1] for p in points]
-                values += [p[2] for p in points]
-    if current is not None:
-        curves[current] = downsample(steps, values, per_curve)
-    return curves, total
+def _load_curves(
+    pks: list[int], key: str, per_curve: int, spans: dict[int, int]
+) -> tuple[dict[int, tuple[list, list]], int]:
+    """Each run's downsampled curve, from the step-bucket summaries kept at write time (tracking/curves.py)."""
+    return curves.load_curves(pks, key, per_curve, spans=spans)
 
 
 def _chart_value(value: float) -> float | None:

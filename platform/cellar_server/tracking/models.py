@@ -168,3 +168,28 @@ class LoggedModel(TeamScoped):
 
     def __str__(self) -> str:
         return self.model_id
+
+
+class MetricBucket(models.Model):
+    """A summary of a metric's history over steps [bucket × width, (bucket + 1) × width): its first,
+    last, lowest and highest points. Kept at a few widths as points are logged, so a chart of a
+    long history reads a few thousand summary rows instead of every point (see tracking/curves.py)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=250)
+    width = models.IntegerField()
+    bucket = models.BigIntegerField()
+    first_step = models.BigIntegerField()
+    first_value = models.FloatField()
+    last_step = models.BigIntegerField()
+    last_value = models.FloatField()
+    min_step = models.BigIntegerField()
+    min_value = models.FloatField()
+    max_step = models.BigIntegerField()
+    max_value = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key", "width", "bucket"], name="metric_bucket_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.width}:{self.bucket}"

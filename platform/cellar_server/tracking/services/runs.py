@@ -16,6 +16,7 @@ from django.db import connection, transaction
 
 from cellar_server.core.scoping import team_scope
 from cellar_server.teams.models import Team
+from cellar_server.tracking import curves
 from cellar_server.tracking import validation as v
 from cellar_server.tracking.errors import invalid, missing
 from cellar_server.tracking.models import (
@@ -220,6 +221,7 @@ def run_log_batch(
     # Everything is prepared before the transaction: on SQLite the write lock is held only for SQL.
     metric_rows = [(run.pk, p.key, p.value, p.is_nan, p.step, p.timestamp) for p in points]
     latest_rows = [(run.pk, p.key, p.value, p.is_nan, p.step, p.timestamp) for p in _latest_per_key(points)]
+    summary_rows = curves.bucket_rows(run.pk, ((p.key, p.value, p.step) for p in points if not p.is_nan))
     with transaction.atomic():
         if new_params:
             _write_params(run, new_params)
@@ -235,6 +237,7 @@ def run_log_batch(
             with connection.cursor() as cursor:
                 _insert_rows(cursor, _INSERT_METRICS, metric_rows)
                 _insert_rows(cursor, _UPSERT_LATEST, latest_rows)
+                curves.write_bucket_rows(cursor, summary_rows)
 
 
 def _write_params(run: Run, new_params: dict[str, str]) -> None:

@@ -1,0 +1,140 @@
+"""Metric curves for charts, from a pyramid of step-bucket summaries kept at write time.
+
+Each logged point updates one summary per width in WIDTHS: the bucket's first,
+last, lowest and highest points (NaN points are not drawn and not summarized).
+The updates merge (earlier first, later last, lower min, higher max), so a
+retried batch changes nothing. A chart then reads, per run, the finest width
+whose buckets fit its point budget — a few thousand rows for a 100-run chart of
+10,000-step histories — and thins them with the same M4 rule as raw histories
+(tracking/downsample.py). Lowest and highest points survive at their exact steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.db import connection
+
+from cellar_server.tracking.downsample import downsample
+from cellar_server.tracking.models import LatestMetric, Metric, MetricBucket
+
+WIDTHS = (16, 256, 4096, 65536)
+POINTS_PER_BUCKET = 4
+
+_COLUMNS = (
+    "(run_id, key, width, bucket, first_step, first_value, last_step, last_value,"
+    " min_step, min_value, max_step, max_value)"
+)
+_ONE_ROW = "(" + ", ".join(["%s"] * 12) + ")"
+
+
+def _merge(column: str, condition: str) -> str:
+    return f"{column} = CASE WHEN {condition} THEN excluded.{column} ELSE tracking_metricbucket.{column} END"
+
+
+UPSERT_BUCKETS = (
+    f"INSERT INTO tracking_metricbucket {_COLUMNS} VALUES {{rows}} "
+    "ON CONFLICT (run_id, key, width, bucket) DO UPDATE SET "
+    + ", ".join(
+        [
+            _merge("first_step", "excluded.first_step < tracking_metricbucket.first_step"),
+            _merge("first_value", "excluded.first_step < tracking_metricbucket.first_step"),
+            _merge("last_step", "excluded.last_step > tracking_metricbucket.last_step"),
+            _merge("last_value", "excluded.last_step > tracking_metricbucket.last_step"),
+            _merge("min_step", "excluded.min_value < tracking_metricbucket.min_value"),
+            _merge("min_value", "excluded.min_value < tracking_metricbucket.min_value"),
+            _merge("max_step", "excluded.max_value > tracking_metricbucket.max_value"),
+            _merge("max_value", "excluded.max_value > tracking_metricbucket.max_value"),
+        ]
+    )
+)
+# The CASE conditions read the old values, so every column is merged against the row as it was.
+UPSERT_BUCKETS_ONE_ROW = UPSERT_BUCKETS.format(rows=_ONE_ROW)
+
+
+def bucket_rows(run_id: int, points: Iterable[tuple[str, float, int]]) -> list[tuple]:
+    """Summary rows for (key, value, step) points, one per (key, width, bucket) they touch."""
+    summaries: dict[tuple[str, int, int], list] = {}
+    for key, value, step in points:
+        for width in WIDTHS:
+            slot = (key, width, step // width)
+            s = summaries.get(slot)
+            if s is None:
+                summaries[slot] = [step, value, step, value, step, value, step, value]
+                continue
+            if step < s[0]:
+                s[0], s[1] = step, value
+            if step > s[2]:
+                s[2], s[3] = step, value
+            if value < s[5]:
+                s[4], s[5] = step, value
+            if value > s[7]:
+                s[6], s[7] = step, value
+    return [(run_id, key, width, bucket, *s) for (key, width, bucket), s in summaries.items()]
+
+
+def write_bucket_rows(cursor, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    if connection.vendor == "sqlite":
+        cursor.executemany(UPSERT_BUCKETS_ONE_ROW, rows)
+        return
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        cursor.execute(
+            UPSERT_BUCKETS.format(rows=", ".join([_ONE_ROW] * len(chunk))), [v for row in chunk for v in row]
+        )
+
+
+def width_for(span: int, per_curve: int) -> int:
+    """The finest summary width whose buckets fit the budget; 1 means read the raw points."""
+    if span < per_curve:
+        return 1
+    for width in WIDTHS:
+        if span // width < per_curve:  # ≤ per_curve buckets → ≤ 4 × per_curve corner points to thin
+            return width
+    return WIDTHS[-1]
+
+
+def load_curves(
+    run_ids: list[int], key: str, per_curve: int, *, spans: dict[int, int] | None = None
+) -> tuple[dict[int, tuple[list, list]], int]:
+    """Each run's curve for `key` as (steps, values), at most `per_curve` points; and how many rows were read.
+
+    `spans` (run → its latest step) saves a query when the caller already has the latest points.
+    """
+    if spans is None:
+        spans = dict(LatestMetric.objects.filter(run_id__in=run_ids, key=key).values_list("run_id", "step"))
+    by_width: dict[int, list[int]] = defaultdict(list)
+    for run_id, top_step in spans.items():
+        by_width[width_for(max(top_step, 0), per_curve)].append(run_id)
+    curves: dict[int, tuple[list, list]] = {}
+    rows_read = 0
+    for width, ids in by_width.items():
+        if width == 1:
+            rows = Metric.objects.filter(run_id__in=ids, key=key, is_nan=False).order_by("run_id", "step", "timestamp")
+            points: dict[int, list[tuple[int, float]]] = defaultdict(list)
+            for run_id, step, value in rows.values_list("run_id", "step", "value"):
+                points[run_id].append((step, value))
+                rows_read += 1
+        else:
+            points = defaultdict(list)
+            summaries = MetricBucket.objects.filter(run_id__in=ids, key=key, width=width).order_by("run_id", "bucket")
+            for run_id, *s in summaries.values_list(
+                "run_id",
+                "first_step",
+                "first_value",
+                "min_step",
+                "min_value",
+                "max_step",
+                "max_value",
+                "last_step",
+                "last_value",
+            ):
+                rows_read += 1
+                corners = sorted({(s[0], s[1]), (s[2], s[3]), (s[4], s[5]), (s[6], s[7])})
+                points[run_id].extend(corners)
+        for run_id, pairs in points.items():
+            curves[run_id] = downsample([p[0] for p in pairs], [p[1] for p in pairs], per_curve)
+    return curves, rows_read
