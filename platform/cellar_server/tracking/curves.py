@@ -4,9 +4,9 @@ Each logged point updates one summary per width in WIDTHS: the bucket's first,
 last, lowest and highest points (NaN points are not drawn and not summarized).
 The updates merge (earlier first, later last, lower min, higher max), so a
 retried batch changes nothing. A chart then reads, per run, the finest width
-whose buckets fit its point budget — a few thousand rows for a 100-run chart of
-10,000-step histories — and thins them with the same M4 rule as raw histories
-(tracking/downsample.py). Lowest and highest points survive at their exact steps.
+whose buckets' corners fit its point budget — about a thousand rows for a 100-run
+chart of 10,000-step histories — already thinned by the same M4 rule as raw
+histories (tracking/downsample.py). Lowest and highest points survive at their exact steps.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from django.db import connection
 from cellar_server.tracking.downsample import downsample
 from cellar_server.tracking.models import LatestMetric, Metric, MetricBucket
 
-WIDTHS = (16, 256, 4096, 65536)
+# Powers of 4: a chart can always find a width whose buckets fill its budget within a factor of 4.
+WIDTHS = (4, 16, 64, 256, 1024, 4096, 16384, 65536)
 POINTS_PER_BUCKET = 4
 
 _COLUMNS = (
@@ -88,11 +89,11 @@ def write_bucket_rows(cursor, rows: list[tuple]) -> None:
 
 
 def width_for(span: int, per_curve: int) -> int:
-    """The finest summary width whose buckets fit the budget; 1 means read the raw points."""
+    """The finest summary width whose buckets' corners (4 each) fit the budget; 1 means raw points."""
     if span < per_curve:
         return 1
     for width in WIDTHS:
-        if span // width < per_curve:  # ≤ per_curve buckets → ≤ 4 × per_curve corner points to thin
+        if (span // width + 1) * POINTS_PER_BUCKET <= per_curve:
             return width
     return WIDTHS[-1]
 
