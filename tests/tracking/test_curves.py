@@ -86,7 +86,7 @@ def test_short_histories_are_read_raw(run):
 
 @pytest.mark.parametrize(
     "span,per_curve,width",
-    [(10, 50, 1), (5_000, 1000, 64), (10_000, 50, 1024), (100_000, 1000, 1024), (10**9, 50, 65536)],
+    [(10, 50, 1), (3_999, 1000, 1), (5_000, 1000, 64), (10_000, 50, 1024), (100_000, 1000, 1024), (10**9, 50, 65536)],
 )
 def test_width_choice(span, per_curve, width):
     assert curves.width_for(span, per_curve) == width

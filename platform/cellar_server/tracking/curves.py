@@ -19,8 +19,11 @@ from django.db import connection
 from cellar_server.tracking.downsample import downsample
 from cellar_server.tracking.models import LatestMetric, Metric, MetricBucket
 
-# Powers of 4: a chart can always find a width whose buckets fill its budget within a factor of 4.
-WIDTHS = (4, 16, 64, 256, 1024, 4096, 16384, 65536)
+# Powers of 4 from 64: a chart finds a width whose buckets fill its budget within a factor of 4,
+# and a 1000-point batch touches about two dozen summary rows. Histories too short for the
+# finest width to help are read raw (RAW_FACTOR).
+WIDTHS = (64, 256, 1024, 4096, 16384, 65536)
+RAW_FACTOR = 4
 POINTS_PER_BUCKET = 4
 
 _COLUMNS = (
@@ -55,24 +58,51 @@ UPSERT_BUCKETS_ONE_ROW = UPSERT_BUCKETS.format(rows=_ONE_ROW)
 
 
 def bucket_rows(run_id: int, points: Iterable[tuple[str, float, int]]) -> list[tuple]:
-    """Summary rows for (key, value, step) points, one per (key, width, bucket) they touch."""
-    summaries: dict[tuple[str, int, int], list] = {}
+    """Summary rows for (key, value, step) points, one per (key, width, bucket) they touch.
+
+    The finest width is computed from the points; each coarser one by merging the finer
+    summaries (a handful per batch), so the cost is one pass over the points."""
+    level: dict[tuple[str, int], list] = {}
+    finest = WIDTHS[0]
     for key, value, step in points:
-        for width in WIDTHS:
-            slot = (key, width, step // width)
-            s = summaries.get(slot)
-            if s is None:
-                summaries[slot] = [step, value, step, value, step, value, step, value]
+        slot = (key, step // finest)
+        s = level.get(slot)
+        if s is None:
+            level[slot] = [step, value, step, value, step, value, step, value]
+        else:
+            _merge_point(s, step, value)
+    rows = [(run_id, key, finest, bucket, *s) for (key, bucket), s in level.items()]
+    for finer, width in zip(WIDTHS, WIDTHS[1:], strict=False):
+        coarser: dict[tuple[str, int], list] = {}
+        factor = width // finer
+        for (key, bucket), s in level.items():
+            slot = (key, bucket // factor)
+            c = coarser.get(slot)
+            if c is None:
+                coarser[slot] = list(s)
                 continue
-            if step < s[0]:
-                s[0], s[1] = step, value
-            if step > s[2]:
-                s[2], s[3] = step, value
-            if value < s[5]:
-                s[4], s[5] = step, value
-            if value > s[7]:
-                s[6], s[7] = step, value
-    return [(run_id, key, width, bucket, *s) for (key, width, bucket), s in summaries.items()]
+            if s[0] < c[0]:
+                c[0], c[1] = s[0], s[1]
+            if s[2] > c[2]:
+                c[2], c[3] = s[2], s[3]
+            if s[5] < c[5]:
+                c[4], c[5] = s[4], s[5]
+            if s[7] > c[7]:
+                c[6], c[7] = s[6], s[7]
+        rows += [(run_id, key, width, bucket, *c) for (key, bucket), c in coarser.items()]
+        level = coarser
+    return rows
+
+
+def _merge_point(s: list, step: int, value: float) -> None:
+    if step < s[0]:
+        s[0], s[1] = step, value
+    if step > s[2]:
+        s[2], s[3] = step, value
+    if value < s[5]:
+        s[4], s[5] = step, value
+    if value > s[7]:
+        s[6], s[7] = step, value
 
 
 def write_bucket_rows(cursor, rows: list[tuple]) -> None:
@@ -90,7 +120,7 @@ def write_bucket_rows(cursor, rows: list[tuple]) -> None:
 
 def width_for(span: int, per_curve: int) -> int:
     """The finest summary width whose buckets' corners (4 each) fit the budget; 1 means raw points."""
-    if span < per_curve:
+    if span < RAW_FACTOR * per_curve:
         return 1
     for width in WIDTHS:
         if (span // width + 1) * POINTS_PER_BUCKET <= per_curve:
