@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
 
 from django.db import connection, transaction
 
@@ -133,13 +132,9 @@ def run_set_lifecycle(*, run: Run, deleted: bool) -> Run:
     return run
 
 
-@dataclass(frozen=True)
-class MetricPoint:
-    key: str
-    value: float
-    is_nan: bool
-    timestamp: int
-    step: int
+# A cleaned metric point, in the column order of tracking_metric after run_id:
+# (key, value, is_nan, step, timestamp). Plain tuples: a batch makes a thousand of them.
+MetricRow = tuple[str, float, bool, int, int]
 
 
 def _clean_tags(tags: list[dict]) -> list[tuple[str, str]]:
@@ -149,7 +144,7 @@ def _clean_tags(tags: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def _clean_metrics(metrics: list[dict]) -> list[MetricPoint]:
+def _clean_metrics(metrics: list[dict]) -> list[MetricRow]:
     points = []
     keys: dict[object, str] = {}  # a batch repeats a few keys many times: validate each once
     for m in metrics:
@@ -166,7 +161,7 @@ def _clean_metrics(metrics: list[dict]) -> list[MetricPoint]:
             timestamp = v.parse_int(timestamp, "timestamp", required=True)
         if type(step) is not int:
             step = v.parse_int(step, "step", default=0)
-        points.append(MetricPoint(key, value, is_nan, timestamp, step))
+        points.append((key, value, is_nan, step, timestamp))
     return points
 
 
@@ -219,9 +214,12 @@ def run_log_batch(
     if run.lifecycle_stage != ACTIVE:
         raise invalid(f"The run {run.run_uuid} must be in the 'active' state. Current state is {run.lifecycle_stage}.")
     # Everything is prepared before the transaction: on SQLite the write lock is held only for SQL.
-    metric_rows = [(run.pk, p.key, p.value, p.is_nan, p.step, p.timestamp) for p in points]
-    latest_rows = [(run.pk, p.key, p.value, p.is_nan, p.step, p.timestamp) for p in _latest_per_key(points)]
-    summary_rows = curves.bucket_rows(run.pk, ((p.key, p.value, p.step) for p in points if not p.is_nan))
+    run_pk = run.pk
+    metric_rows = [(run_pk, *p) for p in points]
+    latest_rows = [(run_pk, *p) for p in _latest_per_key(points)]
+    summary_rows = curves.bucket_rows(
+        run_pk, ((key, value, step) for key, value, is_nan, step, _ in points if not is_nan)
+    )
     with transaction.atomic():
         if new_params:
             _write_params(run, new_params)
@@ -269,13 +267,15 @@ def _sync_run_columns(run: Run, tags: dict[str, str]) -> None:
             setattr(run, name, value)
 
 
-def _latest_per_key(points: list[MetricPoint]) -> list[MetricPoint]:
-    best: dict[str, MetricPoint] = {}
-    for p in points:
-        current = best.get(p.key)
-        if current is None or (p.step, p.timestamp, p.value) > (current.step, current.timestamp, current.value):
-            best[p.key] = p
-    return list(best.values())
+def _latest_per_key(points: list[MetricRow]) -> list[MetricRow]:
+    """Per key, the point with the highest (step, timestamp, value): MLflow's "latest"."""
+    best: dict[str, tuple] = {}
+    for key, value, is_nan, step, timestamp in points:
+        rank = (step, timestamp, value)
+        current = best.get(key)
+        if current is None or rank > current[0]:
+            best[key] = (rank, (key, value, is_nan, step, timestamp))
+    return [point for _, point in best.values()]
 
 
 _METRIC_COLUMNS = "(run_id, key, value, is_nan, step, timestamp)"
