@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import math
 import posixpath
-import re
 from typing import Any
 
+from cellar.tracking.keys import key_problem
 from cellar_server.tracking.errors import invalid
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
 MAX_BATCH_BYTES = 1024 * 1024
-MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
 MAX_EXPERIMENT_NAME_LENGTH = 500
 
-_KEY_RE = re.compile(r"^[/\w.\- :]*$")
-
 
 def validate_key(key: Any, what: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise invalid(f"Missing value for required parameter 'key' of the {what}.")
-    if len(key) > MAX_KEY_LENGTH:
-        raise invalid(f"{what.capitalize()} key '{key[:40]}…' is {len(key)} characters; the limit is {MAX_KEY_LENGTH}.")
-    if not _KEY_RE.match(key):
-        raise invalid(
-            f"Invalid {what} name: '{key}'. Names may only contain alphanumerics, underscores (_), dashes (-), "
-            "periods (.), spaces ( ), colons (:) and slashes (/)."
-        )
-    parts = key.split("/")
-    if posixpath.normpath(key) != key or key.startswith("/") or ".." in parts or "." in parts:
-        raise invalid(
-            f"Invalid {what} name: '{key}'. Names may be treated as files in certain cases, and must not "
-            "resolve to other names when treated as such."
-        )
+    problem = key_problem(key, what)
+    if problem is not None:
+        raise invalid(problem)
     return key
 
 

@@ -11,7 +11,6 @@ import atexit
 import logging
 import os
 import posixpath
-import re
 import sys
 import threading
 import time
@@ -24,30 +23,23 @@ from cellar.tracking import session as sessions
 from cellar.tracking import source as sources
 from cellar.tracking.batcher import Batcher, FolderSink, HttpSink
 from cellar.tracking.errors import ConfigurationError, TrackingError, TransientError
+from cellar.tracking.keys import key_problem
 from cellar.tracking.offline import RunFolder
 
 logger = logging.getLogger("cellar.tracking")
 
-MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
-_KEY_RE = re.compile(r"^[/\w.\- :]*$")
 _valid_keys: set[str] = set()  # keys already checked: the hot path pays one set lookup
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
 def _check_key(key: Any, what: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"A {what} key must be a non-empty string, not {key!r}.")
-    if len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"The {what} key '{key[:40]}…' is {len(key)} characters; the limit is {MAX_KEY_LENGTH}.")
-    if not _KEY_RE.match(key):
-        raise ValueError(
-            f"Invalid {what} key '{key}': use letters, digits, underscores, dashes, periods, spaces, colons "
-            "and slashes."
-        )
-    if posixpath.normpath(key) != key or key.startswith("/"):
-        raise ValueError(f"Invalid {what} key '{key}': it must not resolve to another path (no '..', '//', '/x').")
+    if isinstance(key, str) and key in _valid_keys:
+        return key
+    problem = key_problem(key, what)
+    if problem is not None:
+        raise ValueError(problem)
     if len(_valid_keys) < 100_000:
         _valid_keys.add(key)
     return key
