@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from cellar.client import CellarAPIError, Client
+
+# command -> module with `add_parser(subparsers)` and `run(args) -> exit code`.
+PIPELINE_COMMANDS = {
+    "compile": "cellar.pipelines.cli_compile",
+    "run": "cellar.pipelines.cli_run",
+    "promote": "cellar.pipelines.cli_promote",
+}
 
 
 def _print(value: object) -> None:
@@ -39,9 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync.add_argument(
         "--retry-for", type=float, default=60.0, help="seconds to keep retrying an unreachable server (default 60)"
     )
+    # Pipeline commands live beside the compiler and runner; each module adds its parser.
+    pipeline_commands = {}
+    for name, module in PIPELINE_COMMANDS.items():
+        command_module = importlib.import_module(module)
+        command_module.add_parser(commands)
+        pipeline_commands[name] = command_module
     args = parser.parse_args(argv)
     if args.command == "sync":
         return _sync(args)
+    if args.command in pipeline_commands:
+        return pipeline_commands[args.command].run(args)
 
     client = Client(args.url, args.token)
     try:
