@@ -1,14 +1,184 @@
-"""`cellar run` (placeholder until its owner lands it)."""
+"""`cellar run notebook.ipynb [-p key=value ...]`: compile a notebook and run its pipeline here.
+
+Exit status: 0 when every step succeeded, 1 when a step failed (its error is printed: step,
+cell, line, exception and the traceback of the user's code), 2 when the notebook does not
+compile or the command line is wrong (every problem is printed).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from cellar.pipelines.errors import CompileError
+from cellar.pipelines.runner import LocalRun, ParameterError, parse_assignments, run_pipeline
+from cellar.pipelines.runner.plan import Task
+from cellar.pipelines.spec import PipelineSpec
 
 
 def add_parser(commands) -> None:
-    commands.add_parser("run", help="(not yet available)")
+    parser = commands.add_parser(
+        "run",
+        help="run a notebook's pipeline on this machine (no platform needed)",
+        description="Compile the notebook exactly as `cellar promote` would and run it in a local process pool.",
+    )
+    parser.add_argument("notebook", type=Path, help="the .ipynb file")
+    parser.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a parameter (repeatable); the value is read as the parameter's type (lists and dicts as JSON)",
+    )
+    parser.add_argument("--cells", help="only these cells: 0-based indices and ranges, e.g. 0-4,7")
+    parser.add_argument("--workers", type=int, help="steps run at once (default: min(4, CPUs))")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="where artifacts, cache and run records go (default: $CELLAR_LOCAL_DIR or ~/.cellar/local)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="run every step even when a cached result exists")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="after a failure, still run what does not depend on it"
+    )
+
+
+def parse_cells(text: str | None) -> list[int] | None:
+    """`"0-3,7"` -> `[0, 1, 2, 3, 7]`; None or empty -> None (all cells)."""
+    if not text or not text.strip():
+        return None
+    cells: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        first, dash, last = part.partition("-")
+        try:
+            if dash:
+                low, high = int(first), int(last)
+                if low > high:
+                    raise ValueError
+                cells.update(range(low, high + 1))
+            else:
+                cells.add(int(part))
+        except ValueError:
+            raise ValueError(f"--cells: '{part}' is not a cell index or a range like 2-5") from None
+    if any(c < 0 for c in cells):
+        raise ValueError("--cells: cell indices start at 0")
+    return sorted(cells)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("error: `cellar run` is not available yet")
-    return 2
+    path: Path = args.notebook
+    if not path.is_file():
+        print(f"error: no notebook at {path}", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        cells = parse_cells(args.cells)
+        overrides = parse_assignments(args.params)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from cellar.pipelines.compiler import compile_notebook  # the compiler pulls in pyflakes/nbformat
+
+    try:
+        result = compile_notebook(path, cells=cells, notebook_name=path.name)
+    except CompileError as exc:
+        print(
+            f"error: {path} does not compile ({len(exc.problems)} problem{'s' * (len(exc.problems) != 1)}):",
+            file=sys.stderr,
+        )
+        for problem in exc.problems:
+            print(f"  {problem} [{problem.code}]", file=sys.stderr)
+        return 2
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    spec = result.spec
+    print(f"pipeline {path.name}: {len(spec.steps)} steps, version {spec.content_hash()}", flush=True)
+    try:
+        local = run_pipeline(
+            spec,
+            overrides,
+            directory=args.dir,
+            workers=args.workers,
+            progress=True,
+            cache=not args.no_cache,
+            keep_going=args.keep_going,
+        )
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(spec, local)
+    if local.ok:
+        return 0
+    print_failure(local)
+    return 1
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def _states(tasks: list[Task]) -> str:
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.state] = counts.get(task.state, 0) + 1
+    if len(tasks) == 1:
+        return tasks[0].state
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "0 tasks"
+
+
+def print_summary(spec: PipelineSpec, local: LocalRun) -> None:
+    print(f"run {local.id}: {local.state} in {local.duration:.1f}s ({local.directory})")
+    width = max(len(step.name) for step in spec.steps)
+    for step in spec.steps:
+        tasks = [t for t in local.tasks if t.step == step.name and t.kind == "step"]
+        if step.branch_of is not None:
+            label, states = f"x{len(tasks)}", _states(tasks) if tasks else "not run"
+        else:
+            label, states = "", _states(tasks)
+        took = sum(t.duration or 0.0 for t in tasks)
+        outputs = ""
+        if len(tasks) == 1 and tasks[0].outputs:
+            parts = [f"{n} ({r.serializer}, {human_size(r.size)})" for n, r in sorted(tasks[0].outputs.items())]
+            outputs = "  -> " + ", ".join(parts)
+        print(f"  {step.name:<{width}} {label:>5}  {states:<22} {took:6.1f}s{outputs}")
+
+
+def print_failure(local: LocalRun) -> None:
+    error = local.error
+    if error is None:
+        print("error: the run did not finish", file=sys.stderr)
+        return
+    failed = next((t for t in local.tasks if t.state == "failed" and t.step == error.step), None)
+    label = failed.label if failed is not None else error.step
+    where = []
+    if error.cell == "prelude":
+        where.append("in its prelude (imports / functions)")
+    elif error.cell is not None:
+        where.append(f"at cell {error.cell}")
+    if error.line is not None:
+        where.append(f"line {error.line}")
+    print(f"\nerror: step '{label}' failed {', '.join(where)}".rstrip(), file=sys.stderr)
+    print(f"  {error.exc_type}: {error.message}", file=sys.stderr)
+    text = error.format_traceback()
+    if text:
+        print("\n" + text, file=sys.stderr)
+    if failed is not None:
+        log = local.log(failed.step, failed.index, "stderr", kind=failed.kind).strip()
+        if log:
+            tail = "\n".join(log.splitlines()[-20:])
+            print(f"\nlast lines the step wrote to stderr:\n{tail}", file=sys.stderr)
+    print(f"\nrun record: {local.directory / 'run.json'}", file=sys.stderr)

@@ -109,8 +109,12 @@ class ParquetSerializer(Serializer):
         data = buffer.getvalue()
         # Parquet drops some pandas details (mixed object columns, some index kinds); a step
         # must get back exactly what the previous one had, so check and otherwise let pickle do it.
-        if not self.loads(data).equals(obj):
-            raise SerializationError("the frame does not read back equal from Parquet")
+        import pandas as pd
+
+        try:
+            pd.testing.assert_frame_equal(self.loads(data), obj, check_exact=True)
+        except AssertionError as exc:
+            raise SerializationError(f"the frame does not read back equal from Parquet: {exc}") from None
         return data
 
     def loads(self, data: bytes) -> Any:

@@ -84,8 +84,9 @@ class LocalRun:
         ref = self.task(step, index).outputs[name]
         return load_artifact(ref, store=LocalArtifactStore(self.root), team=self.team)
 
-    def log(self, step: str, index: int | None = None, stream: str = "stdout") -> str:
-        path = self.directory / "logs" / f"{_task_file(step, index, 'step')}.{stream}"
+    def log(self, step: str, index: int | None = None, stream: str = "stdout", *, kind: str = "step") -> str:
+        """What the task printed (`stream`: "stdout" or "stderr")."""
+        path = self.directory / "logs" / f"{_task_file(step, index, kind)}.{stream}"
         return path.read_text() if path.exists() else ""
 
 
