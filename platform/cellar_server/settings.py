@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "cellar_server.core",
     "cellar_server.teams",
     "cellar_server.tracking",
+    "cellar_server.pipelines",
 ]
 
 MIDDLEWARE = [
@@ -139,6 +140,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 # The control worker logs through LOGGING below (JSON), like the web process.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Pipelines ---------------------------------------------------------------
+# The pools steps may ask for: JSON {"cpu": {"cpu": 8, "memory": "32GiB"}, "gpu": {..., "gpu": 1}}.
+# Unset: one `cpu` pool with this machine's cores and memory (cellar_server/pipelines/pools.py).
+CELLAR_POOLS = os.environ.get("CELLAR_POOLS", "")
 
 # --- REST API ----------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -17,11 +17,13 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("cellar_server.teams.api_urls")),
+    path("api/v1/", include("cellar_server.pipelines.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),
     path("", include("cellar_server.tracking.mlflow.urls")),
     path("", include("cellar_server.tracking.urls")),
+    path("", include("cellar_server.pipelines.urls")),
     path("", include("cellar_server.teams.urls")),
 ]
 

@@ -1,0 +1,33 @@
+"""Template filters for the pipeline pages: JSON values, sizes, change cells."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def as_json(value: Any) -> str:
+    """A parameter default or a changed field, as the JSON a person would write."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@register.filter
+def size(value: int | None) -> str:
+    if value is None:
+        return "not limited"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{amount:.0f} {unit}" if unit == "B" or amount >= 100 else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{value} B"
+
+
+@register.filter
+def get(mapping: dict, key: str) -> Any:
+    return (mapping or {}).get(key)
