@@ -54,6 +54,9 @@ class Definition:
     cell: int
     line: int  # cell line of the statement
     free: dict[str, int] = field(default_factory=dict)  # what using it reads -> cell line
+    # What merely running the statement reads (decorators, defaults, bases, a class body):
+    # a class carried into a step only so that its instances unpickle needs just these.
+    immediate: dict[str, int] = field(default_factory=dict)
     global_writes: set[str] = field(default_factory=set)
     mutates: set[str] = field(default_factory=set)
     modules: set[str] = field(default_factory=set)  # top-level modules it imports
@@ -407,7 +410,15 @@ class _ModuleWalker:
         for node in body:
             self.statement(node, top)
 
-    def define(self, node: ast.stmt, name: str, kind: str, summary: _Summary | None, movable: bool) -> None:
+    def define(
+        self,
+        node: ast.stmt,
+        name: str,
+        kind: str,
+        summary: _Summary | None,
+        movable: bool,
+        immediate: dict[str, int] | None = None,
+    ) -> None:
         modules = {m for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for m in _module_of(sub)}
         definition = Definition(
             name=name,
@@ -419,8 +430,9 @@ class _ModuleWalker:
             movable=movable,
         )
         if summary is not None:
-            needs = {**summary.free, **summary.deferred, **summary.module_free}
+            needs = {**(immediate or {}), **summary.free, **summary.deferred, **summary.module_free}
             definition.free = {n: self.line_of(line) for n, line in needs.items()}
+            definition.immediate = {n: self.line_of(line) for n, line in (immediate or {}).items()}
             definition.global_writes = set(summary.global_writes)
             definition.mutates = set(summary.mutates)
         if movable:
@@ -440,18 +452,23 @@ class _ModuleWalker:
             for name in _import_names(node):
                 self.define(node, name, "import", None, movable=top)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            immediate: dict[str, int] = {}
             for part in _outer_parts(node):
                 self.expr(part)
+                for sub in ast.walk(part):
+                    if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                        immediate.setdefault(sub.id, sub.lineno)
             summary = summarize(node)
             if isinstance(node, ast.ClassDef):
                 # The class body runs now; its methods only when used.
-                for name in summary.free:
+                for name, line in summary.free.items():
                     self.event("read", name, node.lineno)
+                    immediate.setdefault(name, line)
             result.modules.update(
                 m for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for m in _module_of(sub)
             )
             kind = "class" if isinstance(node, ast.ClassDef) else "def"
-            self.define(node, node.name, kind, summary, movable=top)
+            self.define(node, node.name, kind, summary, movable=top, immediate=immediate)
         elif top and _movable_import_block(node):
             names = [
                 n for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for n in _import_names(sub)

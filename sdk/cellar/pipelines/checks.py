@@ -104,6 +104,8 @@ def check_prev_and_cycles(drafts: list[Draft], problems: list[Problem]) -> None:
                     )
                 )
                 draft.upstream.discard(prev)
+    if len(names) < len(drafts):
+        return  # duplicate step names (reported already) make edges ambiguous
     cycle = find_cycle({draft.name: sorted(draft.upstream) for draft in drafts})
     if cycle:
         first = next(d for d in drafts if d.name == cycle[0])
@@ -296,8 +298,11 @@ def undefined_problem(
     name = use.name
     via = f" (used by '{use.via}')" if use.via else ""
     later = next((d for d in drafts if d.first > draft.first and name in d.flow.produced), None)
+    mine = draft.flow.produced.get(name)
     if name == "display":
         hint = "`display` exists only in IPython; add `from IPython.display import display` (or use print)"
+    elif mine is not None:
+        hint = f"this step assigns it only later (cell {mine[0]}, line {mine[1]}); assign it before it is used"
     elif later is not None:
         cell = later.flow.produced[name][0]
         hint = f"it is first assigned in cell {cell} (step '{later.name}'), after this step; reorder the cells"

@@ -328,6 +328,13 @@ def _resolve(
             if event.op == "define":
                 by_name.setdefault(event.name, []).append(event.definition)
     producers: dict[str, list[tuple[tuple[int, int], Draft]]] = {}
+    classes = sorted(
+        (d for found in by_name.values() for d in found if d.kind == "class" and d.movable), key=lambda d: d.position
+    )
+
+    def classes_before(start: tuple[int, int]) -> list[Definition]:
+        return [d for d in classes if d.position < start]
+
     broken = sorted(c.index for c in prepared if c.broken and c.tags.role != "skip")
 
     for draft in drafts:
@@ -347,12 +354,13 @@ def _resolve(
 
         foreach = draft.tags.foreach
         initial = {foreach.item} if foreach else set()
-        flow = walk_step(
-            [c.analysis for c in draft.cells if c.analysis is not None],
-            prelude_cells=prelude,
-            initial=initial,
-            resolve=resolve,
-        )
+        analyses = [c.analysis for c in draft.cells if c.analysis is not None]
+        flow = walk_step(analyses, prelude_cells=prelude, initial=initial, resolve=resolve)
+        if flow.ins:
+            # Its inputs may be instances of classes defined in the notebook: carry them.
+            carried = [d for d in classes_before(start) if resolve(d.name) is d]
+            if carried:
+                flow = walk_step(analyses, prelude_cells=prelude, initial=initial, resolve=resolve, carry=carried)
         draft.flow = flow
         if foreach and foreach.item not in flow.produced:
             flow.produced[foreach.item] = (draft.cell, 0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cellar.pipelines.analysis import CellAnalysis, Definition
+from cellar.pipelines.analysis import BUILTINS, CellAnalysis, Definition
 
 
 @dataclass
@@ -41,7 +41,10 @@ def walk_step(
     prelude_cells: list[CellAnalysis] = (),
     initial: set[str] = frozenset(),
     resolve: Callable[[str], Definition | None] = lambda name: None,
+    carry: list[Definition] = (),
 ) -> StepFlow:
+    """Replay a step. `carry`: classes from earlier cells that the step gets even if it never
+    names them, because its inputs may be their instances (unpickling needs the class)."""
     flow = StepFlow()
     bound: set[str] = set(initial)
     definitions: dict[str, Definition] = {}  # bound names that are definitions (not data)
@@ -130,6 +133,18 @@ def walk_step(
     for cell in prelude_cells:
         replay(cell)
     in_prelude = False
+    local = {e.name for cell in cells for e in cell.events if e.op == "define"}
+    for definition in carry:
+        if definition.name in bound or definition.name in local:
+            continue
+        # Only a class whose statement runs with definitions alone: nothing it needs is data.
+        if all(n in bound or n in BUILTINS or resolve(n) is not None for n in definition.immediate):
+            bound.add(definition.name)
+            definitions[definition.name] = definition
+            flow.used.append(definition)
+            flow.modules |= definition.modules
+            for name in definition.immediate:
+                read(name, None, via=definition.name)
     for cell in cells:
         replay(cell)
     return flow
