@@ -8,9 +8,9 @@ pool's own lock (from its workers' heartbeats) and replace `pool_environment`.
 
 `CELLAR_POOLS` is a JSON object, name -> what one task may get there:
 
-    {"cpu": {"cpu": 8, "memory": "32GiB"}, "gpu": {"cpu": 8, "memory": "64GiB", "gpu": 1}}
+    {"cpu": {"cpu": 8, "memory": "32Gi"}, "gpu": {"cpu": 8, "memory": "64Gi", "gpu": 1}}
 
-`memory` is bytes or a size with a unit (K, M, G, T; `i` and `B` optional: powers of 1024);
+`memory` is bytes or a size written as in a `memory:` cell tag (`512Mi`, `32Gi`, `2G`);
 null or absent means not limited. Unset, the single `cpu` pool offers this machine's cores and
 memory and no GPU; a `gpu` pool exists only when configured.
 """
@@ -27,14 +27,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from cellar.pipelines.environment import current_environment
 from cellar.pipelines.spec import Environment, PoolOffer
+from cellar.pipelines.tags import parse_size as parse_size_text
 
 DEFAULT_POOL = "cpu"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
 def parse_size(value: object) -> int | None:
-    """Bytes from an int or a string like '16GiB' / '512M'; None stays None (not limited)."""
+    """Bytes from an int or a size like '32Gi' (the `memory:` tag's grammar); None = not limited."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -43,10 +42,10 @@ def parse_size(value: object) -> int | None:
         if value < 0:
             raise ValueError(f"{value!r} is negative")
         return int(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a size like 16GiB or 512M")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return parse_size_text(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a size like 32Gi or 512Mi") from None
 
 
 def machine_memory() -> int | None:
@@ -70,7 +69,7 @@ def parse_pools(raw: str | dict | None) -> dict[str, PoolOffer]:
         except ValueError as exc:
             raise ImproperlyConfigured(f"CELLAR_POOLS is not valid JSON: {exc}") from None
     if not isinstance(raw, dict) or not raw:
-        raise ImproperlyConfigured('CELLAR_POOLS must be a JSON object like {"cpu": {"cpu": 8, "memory": "32GiB"}}.')
+        raise ImproperlyConfigured('CELLAR_POOLS must be a JSON object like {"cpu": {"cpu": 8, "memory": "32Gi"}}.')
     offers = {}
     for name, spec in raw.items():
         if not re.match(r"^[a-z0-9][a-z0-9_-]{0,62}$", str(name)):

@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from rest_framework import serializers
 
+from cellar.pipelines.notebook import parse_cell_selection
 from cellar.pipelines.spec import Environment
 from cellar_server.core.exceptions import ServiceError
 
 MAX_CELLS = 10_000
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
 def parse_cells(text: str | None) -> list[int] | None:
-    """'0,2,5-9' -> [0, 2, 5, 6, 7, 8, 9]; '' or None -> None (every cell)."""
+    """'0,2,5-9' -> [0, 2, 5, 6, 7, 8, 9] (as `--cells` takes them); '' or None -> None (every cell)."""
     if text is None or not str(text).strip():
         return None
-    cells: list[int] = []
-    for part in str(text).split(","):
-        match = _RANGE.match(part)
-        if not match:
-            raise ServiceError(
-                "invalid_cells", f"'{part.strip()}' is not a cell index or range; write them like 0,2,5-9."
-            )
-        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
-        if end < start or end - start > MAX_CELLS:
-            raise ServiceError(
-                "invalid_cells", f"'{part.strip()}' is not a valid range; write the smaller index first."
-            )
-        cells += range(start, end + 1)
-    return sorted(set(cells))
+    try:
+        cells = parse_cell_selection(str(text))
+    except ValueError as exc:
+        message = f"'{text}' does not select cells ({exc}); write them like 0,2,5-9."
+        raise ServiceError("invalid_cells", message) from None
+    if len(cells) > MAX_CELLS:
+        raise ServiceError("invalid_cells", f"At most {MAX_CELLS} cells can be selected.")
+    return cells
 
 
 def notebook_from_text(raw: bytes | str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from cellar.pipelines.compiler import compile_notebook
 from cellar.pipelines.environment import check_environment
 from cellar.pipelines.errors import CompileError, Problem
 from cellar.pipelines.spec import Environment, PipelineSpec
@@ -127,8 +128,6 @@ def pipeline_compile(
     Without `environment` (a plain curl), the target pool's environment is the lock.
     Raises PipelineError `compile_error` or `missing_package` with every problem in `detail`.
     """
-    from cellar.pipelines.compiler import compile_notebook
-
     if not isinstance(notebook, dict):  # a str would be read as a path on this server
         raise ServiceError("not_a_notebook", "Send the notebook as its JSON object (the .ipynb file's content).")
     try:
@@ -298,7 +297,7 @@ def pipeline_production_move(
     if version.pipeline_id != pipeline.pk or version.team_id != team.pk:
         raise ServiceError("not_found", "That version does not belong to this pipeline.", status_code=404)
     with team_scope(team.id):
-        locked = Pipeline.objects.select_related("production").select_for_update().get(pk=pipeline.pk)
+        locked = Pipeline.objects.select_related("production").select_for_update(of=("self",)).get(pk=pipeline.pk)
         previous = locked.production
         if previous is not None and previous.pk == version.pk:
             pipeline.production = version
