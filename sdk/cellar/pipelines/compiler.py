@@ -45,6 +45,7 @@ statically (an open file, socket, connection, thread or lock, generator or lambd
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -335,7 +336,12 @@ def _resolve(
     def classes_before(start: tuple[int, int]) -> list[Definition]:
         return [d for d in classes if d.position < start]
 
-    broken = sorted(c.index for c in prepared if c.broken and c.tags.role != "skip")
+    broken = [c for c in prepared if c.broken and c.tags.role != "skip"]
+
+    def maybe_in_broken(name: str, last_cell: int) -> bool:
+        """A cell that does not parse may define `name`: do not call it undefined."""
+        pattern = re.compile(rf"\b{re.escape(name)}\b")
+        return any(c.index <= last_cell and pattern.search(c.cell.source) for c in broken)
 
     for draft in drafts:
         start = (draft.first, 0)
@@ -364,9 +370,9 @@ def _resolve(
         draft.flow = flow
         if foreach and foreach.item not in flow.produced:
             flow.produced[foreach.item] = (draft.cell, 0)
-        may_be_broken = bool(broken) and broken[0] <= draft.cells[-1].index
+        last_cell = draft.cells[-1].index
         if foreach:
-            _foreach_iterable(draft, nearest_data, parameters, problems, may_be_broken)
+            _foreach_iterable(draft, nearest_data, parameters, problems, maybe_in_broken(foreach.iterable, last_cell))
         for name, use in flow.ins.items():
             data = nearest_data(name)
             if data is not None:
@@ -378,7 +384,7 @@ def _resolve(
                 producer.outputs.add(name)
             elif name in parameters:
                 draft.parameters.add(name)
-            elif name in BUILTINS or may_be_broken:
+            elif name in BUILTINS or maybe_in_broken(name, last_cell):
                 continue
             else:
                 problems.append(checks.undefined_problem(draft, use, drafts, prepared, selected))

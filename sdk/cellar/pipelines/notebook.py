@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,13 @@ def load_notebook(source: Any, *, name: str = "") -> Notebook:
     if not isinstance(major, int):
         raise _bad("this is not a Jupyter notebook: it has no 'nbformat' version")
     try:
-        node = nbformat.from_dict(data)
-        if major != 4:
-            node = nbformat.convert(node, 4)
-        nbformat.validate(node)
+        with warnings.catch_warnings():
+            # Notebooks saved before nbformat 4.5 have no cell ids; they are fine here.
+            warnings.simplefilter("ignore")
+            node = nbformat.from_dict(data)
+            if major != 4:
+                node = nbformat.convert(node, 4)
+            nbformat.validate(node)
     except nbformat.ValidationError as exc:
         where = "/".join(str(p) for p in getattr(exc, "absolute_path", []) or [])
         detail = exc.message if hasattr(exc, "message") else str(exc).splitlines()[0]
