@@ -33,7 +33,7 @@ def add_parser(commands) -> None:
         metavar="KEY=VALUE",
         help="set a parameter (repeatable); the value is read as the parameter's type (lists and dicts as JSON)",
     )
-    parser.add_argument("--cells", help="only these cells: 0-based indices and ranges, e.g. 0-4,7")
+    parser.add_argument("--cells", help="only these cells (0-based, all cells counted), e.g. 0,2,5-9")
     parser.add_argument("--workers", type=int, help="steps run at once (default: min(4, CPUs))")
     parser.add_argument(
         "--dir",
@@ -46,29 +46,6 @@ def add_parser(commands) -> None:
     )
 
 
-def parse_cells(text: str | None) -> list[int] | None:
-    """`"0-3,7"` -> `[0, 1, 2, 3, 7]`; None or empty -> None (all cells)."""
-    if not text or not text.strip():
-        return None
-    cells: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        first, dash, last = part.partition("-")
-        try:
-            if dash:
-                low, high = int(first), int(last)
-                if low > high:
-                    raise ValueError
-                cells.update(range(low, high + 1))
-            else:
-                cells.add(int(part))
-        except ValueError:
-            raise ValueError(f"--cells: '{part}' is not a cell index or a range like 2-5") from None
-    if any(c < 0 for c in cells):
-        raise ValueError("--cells: cell indices start at 0")
-    return sorted(cells)
-
-
 def run(args: argparse.Namespace) -> int:
     path: Path = args.notebook
     if not path.is_file():
@@ -77,14 +54,20 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    # Imported here: `cellar` loads every command's module at start, and these pull in nbformat/pyflakes.
+    from cellar.pipelines.compiler import compile_notebook
+    from cellar.pipelines.notebook import parse_cell_selection
+
     try:
-        cells = parse_cells(args.cells)
+        cells = parse_cell_selection(args.cells) if args.cells else None
+    except ValueError as exc:
+        print(f"error: --cells {args.cells!r}: {exc} (write indices and ranges, e.g. 0,2,5-9)", file=sys.stderr)
+        return 2
+    try:
         overrides = parse_assignments(args.params)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    from cellar.pipelines.compiler import compile_notebook  # the compiler pulls in pyflakes/nbformat
 
     try:
         result = compile_notebook(path, cells=cells, notebook_name=path.name)
@@ -142,7 +125,7 @@ def _states(tasks: list[Task]) -> str:
 
 def print_summary(spec: PipelineSpec, local: LocalRun) -> None:
     print(f"run {local.id}: {local.state} in {local.duration:.1f}s ({local.directory})")
-    width = max(len(step.name) for step in spec.steps)
+    rows = []
     for step in spec.steps:
         tasks = [t for t in local.tasks if t.step == step.name and t.kind == "step"]
         if step.branch_of is not None:
@@ -154,7 +137,12 @@ def print_summary(spec: PipelineSpec, local: LocalRun) -> None:
         if len(tasks) == 1 and tasks[0].outputs:
             parts = [f"{n} ({r.serializer}, {human_size(r.size)})" for n, r in sorted(tasks[0].outputs.items())]
             outputs = "  -> " + ", ".join(parts)
-        print(f"  {step.name:<{width}} {label:>5}  {states:<22} {took:6.1f}s{outputs}")
+        rows.append((step.name, label, states, f"{took:.1f}s", outputs))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for name, label, states, took, outputs in rows:
+        print(
+            f"  {name:<{widths[0]}} {label:>{widths[1]}}  {states:<{widths[2]}}  {took:>{widths[3]}}{outputs}".rstrip()
+        )
 
 
 def print_failure(local: LocalRun) -> None:
@@ -164,21 +152,16 @@ def print_failure(local: LocalRun) -> None:
         return
     failed = next((t for t in local.tasks if t.state == "failed" and t.step == error.step), None)
     label = failed.label if failed is not None else error.step
-    where = []
-    if error.cell == "prelude":
-        where.append("in its prelude (imports / functions)")
-    elif error.cell is not None:
-        where.append(f"at cell {error.cell}")
-    if error.line is not None:
-        where.append(f"line {error.line}")
-    print(f"\nerror: step '{label}' failed {', '.join(where)}".rstrip(), file=sys.stderr)
+    location = error.location()
+    print(f"\nerror: step '{label}' failed" + (f" at {location}" if location else ""), file=sys.stderr)
     print(f"  {error.exc_type}: {error.message}", file=sys.stderr)
     text = error.format_traceback()
     if text:
         print("\n" + text, file=sys.stderr)
     if failed is not None:
-        log = local.log(failed.step, failed.index, "stderr", kind=failed.kind).strip()
-        if log:
-            tail = "\n".join(log.splitlines()[-20:])
-            print(f"\nlast lines the step wrote to stderr:\n{tail}", file=sys.stderr)
+        for stream in ("stdout", "stderr"):
+            log = local.log(failed.step, failed.index, stream, kind=failed.kind).strip()
+            if log:
+                tail = "\n".join("  " + line for line in log.splitlines()[-10:])
+                print(f"\nthe step's last {stream} lines:\n{tail}", file=sys.stderr)
     print(f"\nrun record: {local.directory / 'run.json'}", file=sys.stderr)

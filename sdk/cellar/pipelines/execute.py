@@ -13,6 +13,7 @@ step whose prelude defines them, exactly as in the notebook's kernel. The previo
 
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import io
@@ -100,15 +101,27 @@ class StepFailed(Exception):
         self.stderr = stderr
         super().__init__(self.summary())
 
-    def where(self) -> str:
-        parts = [f"step '{self.step}'"]
+    def location(self) -> str:
+        """`cell 4, line 2`; a failure inside a prelude function (an `imports` / `functions`
+        cell) also names the step's own line that called into it."""
+        parts = []
         if self.cell == "prelude":
-            parts.append("prelude")
-        elif self.cell is not None:
+            caller = next((f for f in reversed(self.frames) if isinstance(f.cell, int)), None)
+            if caller is not None:
+                parts.append(f"cell {caller.cell}, line {caller.cell_line}")
+            inner = self.frames[-1].function if self.frames else ""
+            inside = f" in {inner}()" if inner and inner != "<module>" else ""
+            parts.append(f"prelude line {self.line}{inside}" if self.line is not None else "prelude")
+            return ", ".join(parts)
+        if self.cell is not None:
             parts.append(f"cell {self.cell}")
         if self.line is not None:
             parts.append(f"line {self.line}")
         return ", ".join(parts)
+
+    def where(self) -> str:
+        location = self.location()
+        return f"step '{self.step}', {location}" if location else f"step '{self.step}'"
 
     def summary(self) -> str:
         return f"{self.where()}: {self.exc_type}: {self.message}"
@@ -186,6 +199,25 @@ def expand_foreach(value: Any) -> list[Any]:
         raise TypeError(
             f"foreach needs something to iterate over (a list, range, dict, array...); got a {type_name(value)}"
         ) from None
+
+
+def reads_iterable(step: Step) -> bool:
+    """Whether a foreach step's code (or prelude) reads the iterable itself, not just its item.
+
+    When it does not, a branch needs neither the whole iterable loaded nor its hash in the
+    cache key: the item is all it sees, so adding an element to a grid reruns only the new one.
+    """
+    if step.foreach is None:
+        return False
+    iterable = step.foreach.iterable
+    for text in (step.code, step.prelude):
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return True  # cannot tell: assume it does
+        if any(isinstance(node, ast.Name) and node.id == iterable for node in ast.walk(tree)):
+            return True
+    return False
 
 
 class _Capture(io.TextIOBase):

@@ -30,8 +30,12 @@ def cache_key(
     item: ArtifactRef | None,
     parameters: dict[str, Any],
     environment: str,
+    unread: str | None = None,
 ) -> str | None:
-    """The task's cache key, or None when it cannot have one (a parameter value that is not JSON)."""
+    """The task's cache key, or None when it cannot have one (a parameter value that is not JSON).
+
+    `unread`: a foreach iterable the step's code does not read (its item is in the key instead).
+    """
     hashes = {
         name: [r.sha256 for r in ref] if isinstance(ref, list) else ref.sha256 for name, ref in sorted(inputs.items())
     }
@@ -41,7 +45,7 @@ def cache_key(
                 "code": step.code_hash(),
                 "inputs": hashes,
                 "item": item.sha256 if item is not None else None,
-                "parameters": {name: parameters.get(name) for name in step.parameters},
+                "parameters": {name: parameters.get(name) for name in step.parameters if name != unread},
                 "environment": environment,
             }
         )

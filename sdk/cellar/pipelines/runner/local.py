@@ -194,7 +194,12 @@ class _LocalRunner:
     def try_cache(self, task: Task, payload: dict[str, Any]) -> bool:
         step = self.plan.step_of(task)
         task.cache_key = cache_key(
-            step, inputs=payload["inputs"], item=payload["item"], parameters=self.values, environment=self.environment
+            step,
+            inputs=payload["inputs"],
+            item=payload["item"],
+            parameters=self.values,
+            environment=self.environment,
+            unread=self.plan.unread_iterables.get(step.name) if task.index is not None else None,
         )
         if not (self.use_cache and step.cache and task.cache_key):
             return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cellar.pipelines.execute import ArtifactRef
+from cellar.pipelines.execute import ArtifactRef, reads_iterable
 from cellar.pipelines.spec import PipelineSpec, Step
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED = (
@@ -75,6 +75,8 @@ class Plan:
         self.steps = {step.name: step for step in spec.steps}
         self.tasks: dict[TaskKey, Task] = {}
         self.items: dict[str, list[ArtifactRef]] = {}  # foreach step -> its elements
+        # foreach step -> its iterable's name, when the step's code only reads the item.
+        self.unread_iterables = {s.name: s.foreach.iterable for s in spec.steps if s.foreach and not reads_iterable(s)}
         for step in spec.steps:
             if step.foreach is not None:
                 self.tasks[(step.name, None)] = Task(step.name, None, kind="foreach")
@@ -157,6 +159,8 @@ class Plan:
         own = step.branch_of if task.index is not None else None
         inputs: dict[str, ArtifactRef | list[ArtifactRef]] = {}
         for name, producer in sorted(step.inputs.items()):
+            if task.index is not None and self.unread_iterables.get(step.name) == name:
+                continue  # a branch sees its item; the whole iterable is not loaded again per element
             if own is not None and self.fanout_of(producer) == own:
                 inputs[name] = self._output(producer, task.index, name, task)
             elif self.fanout_of(producer) is not None:

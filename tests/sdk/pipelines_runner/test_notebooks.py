@@ -1,0 +1,169 @@
+"""The local runner on real notebooks, compiled by the real compiler."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cellar.pipelines.compiler import compile_notebook
+from cellar.pipelines.runner import run_pipeline
+
+
+def compile_path(path, **kwargs):
+    return compile_notebook(path, notebook_name=path.name, **kwargs).spec
+
+
+def states(run):
+    return {t.label: t.state for t in run.tasks if t.kind == "step"}
+
+
+def test_iris_fan_out_over_c_values_then_pick_the_best(iris_notebook, local_dir):
+    spec = compile_path(iris_notebook)
+    run = run_pipeline(spec, {"C_values": "[10.0, 0.01, 1.0]"}, workers=2, progress=False)
+    assert run.ok, run.error and run.error.format_traceback()
+    assert states(run) == {
+        "load": "succeeded",
+        "train[0]": "succeeded",
+        "train[1]": "succeeded",
+        "train[2]": "succeeded",
+        "pick": "succeeded",
+        "evaluate": "succeeded",
+    }
+    report = json.loads(run.log("evaluate"))  # the last step's values are what it prints or logs
+    tried = report["tried"]
+    assert [c for c, _ in tried] == [10.0, 0.01, 1.0]  # element order, not completion order
+    scores = [run.load("train", "score", index=i) for i in range(3)]
+    assert [s for _, s in tried] == scores
+    assert report["best_C"] == max(tried, key=lambda t: (t[1], -t[0]))[0]
+    assert run.task("pick").outputs["best_model"].serializer == "joblib"
+    assert run.task("load").outputs["X_train"].serializer == "npy"
+    assert 0.8 < report["accuracy"] <= 1.0
+    assert "train rows 105" in run.log("load")
+    assert run.spec_hash == compile_path(iris_notebook).content_hash()
+
+
+def test_rerun_is_cached_and_a_new_c_value_trains_only_itself(iris_notebook, local_dir):
+    spec = compile_path(iris_notebook)
+    run_pipeline(spec, {"C_values": "[0.1, 1.0]"}, progress=False)
+    again = run_pipeline(spec, {"C_values": "[0.1, 1.0]"}, progress=False)
+    assert set(states(again).values()) == {"cached"}
+    more = run_pipeline(spec, {"C_values": "[0.1, 1.0, 5.0]"}, progress=False)
+    assert [t.state for t in more.branch_tasks("train")] == ["cached", "cached", "succeeded"]
+    assert states(more)["load"] == "cached" and states(more)["pick"] == "succeeded"
+
+
+def test_an_untagged_notebook_runs_cell_by_cell_with_parameters(write_notebook, local_dir):
+    path = write_notebook(
+        [
+            ("rate = 0.5\nlabel = 'base'", ["parameters"]),
+            "import statistics",
+            "prices = [10.0, 20.0, 30.0]",
+            "discounted = [p * (1 - rate) for p in prices]",
+            "print(f'{label}: {statistics.mean(discounted):.2f}')",
+        ]
+    )
+    spec = compile_path(path)
+    assert len(spec.steps) == 3  # the import-only cell is a definition, not a step
+    run = run_pipeline(spec, {"rate": "0.25", "label": "promo"}, progress=False)
+    assert run.ok, run.error
+    assert run.log(spec.steps[-1].name) == "promo: 15.00\n"
+
+
+def test_foreach_with_the_default_item_name_read_by_a_later_branch_step(write_notebook, local_dir):
+    path = write_notebook(
+        [
+            ("words = ['delta', 'alpha', 'charlie']", ["step:words"]),
+            ("length = len(item)", ["step:measure", "foreach:words"]),
+            ("shout = item.upper() + '!' * length", ["step:shout"]),
+            ("print(' '.join(shout))", ["step:collect", "join"]),
+        ]
+    )
+    run = run_pipeline(compile_path(path), workers=2, progress=False)
+    assert run.ok, run.error
+    assert run.log("collect") == "DELTA!!!!! ALPHA!!!!! CHARLIE!!!!!!!\n"
+    assert [t.state for t in run.branch_tasks("shout")] == ["succeeded"] * 3
+
+
+def test_a_class_from_a_functions_cell_crosses_steps(write_notebook, local_dir):
+    path = write_notebook(
+        [
+            (
+                "class Basket:\n"
+                "    def __init__(self):\n"
+                "        self.items = []\n"
+                "    def add(self, name, price):\n"
+                "        self.items.append((name, price))\n"
+                "    def total(self):\n"
+                "        return sum(p for _, p in self.items)",
+                ["functions"],
+            ),
+            ("basket = Basket()\nbasket.add('tea', 3.5)", ["step:fill"]),
+            ("basket.add('cake', 4.0)", ["step:more"]),
+            ("print(basket.total())", ["step:pay"]),
+        ]
+    )
+    run = run_pipeline(compile_path(path), progress=False)
+    assert run.ok, run.error
+    assert run.task("fill").outputs["basket"].type == "__main__.Basket"
+    assert run.log("pay") == "7.5\n"
+
+
+FAILING_CELLS = [
+    ("md", "A pipeline with a bad element"),
+    ("values = [4, 2, 0, 1]\nname = 'ratios'", ["step:prepare"]),
+    ("scaled = 100\n\n# the third element divides by zero\nratio = scaled / v", ["step:divide", "foreach:values:v"]),
+    ("worst = max(ratio)", ["step:gather", "join"]),
+    ("report = worst * 2", ["step:report"]),
+    ("title = name.title()", ["step:title"]),
+]
+
+
+def test_a_failing_step_names_its_cell_and_line_and_stops_what_depends_on_it(write_notebook, local_dir):
+    run = run_pipeline(compile_path(write_notebook(FAILING_CELLS)), workers=4, progress=False)
+    assert run.state == "failed"
+    assert states(run) == {
+        "prepare": "succeeded",
+        "divide[0]": "succeeded",
+        "divide[1]": "succeeded",
+        "divide[2]": "failed",
+        "divide[3]": "succeeded",
+        "gather": "upstream_failed",
+        "report": "upstream_failed",
+        "title": "succeeded",
+    }
+    assert (run.error.step, run.error.cell, run.error.line) == ("divide", 2, 4)
+    assert run.error.exc_type == "ZeroDivisionError"
+    assert "ratio = scaled / v" in run.error.format_traceback()
+
+
+def test_cache_off_steps_always_run(write_notebook, local_dir):
+    path = write_notebook(
+        [
+            ("n = 3", ["step:start"]),
+            ("import random\nsample = [random.random() for _ in range(n)]", ["step:draw", "cache:off"]),
+            ("count = len(sample)", ["step:count"]),
+        ]
+    )
+    spec = compile_path(path)
+    assert spec.step("draw").cache is False
+    first = run_pipeline(spec, progress=False)
+    again = run_pipeline(spec, progress=False)
+    assert states(again) == {"start": "cached", "draw": "succeeded", "count": "succeeded"}
+    assert again.load("draw", "sample") != first.load("draw", "sample")
+
+
+@pytest.mark.parametrize("cells", [[1, 2], [1, 2, 3]], ids=["two-cells", "three-cells"])
+def test_selected_cells_run_alone(write_notebook, local_dir, cells):
+    path = write_notebook(
+        [
+            ("md", "notes"),
+            ("a = 2", ["step:one"]),
+            ("b = a * 3", ["step:two"]),
+            ("c = b + 1", ["step:three"]),
+        ]
+    )
+    spec = compile_path(path, cells=cells)
+    run = run_pipeline(spec, progress=False)
+    assert run.ok
+    assert [t.step for t in run.tasks] == ["one", "two", "three"][: len(cells)]
