@@ -211,6 +211,8 @@ class _ScopeWalker:
             and isinstance(node.func.value, ast.Name)
         ):
             self.mutated.setdefault(node.func.value.id, node.lineno)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            self.reads.setdefault(node.target.id, node.lineno)  # `n += 1` reads n first
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
             targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
             for target in targets:

@@ -60,7 +60,7 @@ _CELL_MAGIC = re.compile(r"^\s*%%([A-Za-z_]\w*)(.*)$")
 _SHELL = re.compile(r"^(\s*)!(.*)$")
 _ASSIGN_MAGIC = re.compile(r"^\s*[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*\s*=\s*([!%])(.*)$")
 _HELP = re.compile(r"^\s*(\?{1,2}\s*[A-Za-z_][\w.]*|[A-Za-z_][\w.\[\]()'\"]*\s*\?{1,2})\s*$")
-_PIP_WORD = re.compile(r"(^|[\s/}])(pip3?|conda|mamba|micromamba)(\s|$)")
+_PIP_WORD = re.compile(r"(^|[\s/}!%])(pip3?|conda|mamba|micromamba)(\s|$)")
 
 PIP_HINT = (
     "install the package in the environment you promote from instead (the version's environment lock records "

@@ -35,3 +35,26 @@ def problems_of(name: str, **options) -> list[tuple[str, int | None, str | None,
 def flow(result: CompileResult) -> dict[str, tuple[dict, list, list]]:
     """step -> (inputs, outputs, upstream)."""
     return {s.name: (s.inputs, s.outputs, s.upstream) for s in result.spec.steps}
+
+
+def make_notebook(*cells):
+    """make_notebook("x = 1", ("y = x", ["step:b"]), ...): code cells, optionally tagged."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    built = []
+    for cell in cells:
+        source, tags = (cell, []) if isinstance(cell, str) else cell
+        built.append(new_code_cell(source, metadata={"tags": list(tags)} if tags else {}))
+    return new_notebook(cells=built)
+
+
+def compile_cells(*cells, **options) -> CompileResult:
+    options.setdefault("environment", ENV)
+    return compile_notebook(make_notebook(*cells), **options)
+
+
+def cell_problems(*cells, **options) -> list[tuple[str, int | None, str | None, int | None]]:
+    options.setdefault("environment", ENV)
+    with pytest.raises(CompileError) as caught:
+        compile_notebook(make_notebook(*cells), **options)
+    return [(p.code, p.cell, p.step, p.line) for p in caught.value.problems]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from nbformat.v4 import new_code_cell, new_notebook
 
 from cellar.pipelines.compiler import compile_notebook
@@ -62,7 +61,9 @@ def test_resources_no_pool_offers():
     ]
     pool, gpu, cpu = messages_of("err_resources", pools=POOLS)
     assert "'highmem'" in pool and "cpu, gpu" in pool
-    assert "512Gi" not in gpu and "524,288 MiB of memory (it offers 65,536 MiB)" in gpu and "4 GPU(s) (it offers 2)" in gpu
+    assert (
+        "512Gi" not in gpu and "524,288 MiB of memory (it offers 65,536 MiB)" in gpu and "4 GPU(s) (it offers 2)" in gpu
+    )
     assert "64 CPU cores (it offers 8)" in cpu
 
 
@@ -94,9 +95,7 @@ def test_unserializable_outputs_reported_by_the_kernel():
         "context": {"ok": False, "type": "ssl.SSLContext", "size": None, "error": "cannot pickle 'SSLContext' object"},
         "rows": {"ok": True, "type": "list", "size": 20, "error": None},
     }
-    assert problems_of("err_unserializable_kernel", kernel_values=kernel) == [
-        ("unserializable", 0, "connect", 2)
-    ]
+    assert problems_of("err_unserializable_kernel", kernel_values=kernel) == [("unserializable", 0, "connect", 2)]
     (message,) = messages_of("err_unserializable_kernel", kernel_values=kernel)
     assert "ssl.SSLContext" in message and "cannot pickle 'SSLContext' object" in message
     assert "recreate it in the step that uses it" in message
