@@ -87,3 +87,34 @@ class Client:
 
     def audit_events(self, team: str, **filters: Any) -> list[dict]:
         return list(self.paginate(f"teams/{team}/audit-events/", **filters))
+
+    # --- pipelines ------------------------------------------------------------------
+
+    def pipelines(self, team: str) -> list[dict]:
+        return list(self.paginate(f"teams/{team}/pipelines/"))
+
+    def pipeline_versions(self, team: str, pipeline: str) -> list[dict]:
+        """Every version of a pipeline, newest first (summaries; `pipeline_version` has the steps)."""
+        return list(self.paginate(f"teams/{team}/pipelines/{pipeline}/versions/"))
+
+    def pipeline_version(self, team: str, pipeline: str, ref: str | int) -> dict:
+        """One version by number (3), id or id prefix (8+ characters)."""
+        return self.get(f"teams/{team}/pipelines/{pipeline}/versions/{ref}/")
+
+    def pipeline_version_create(self, team: str, pipeline: str, notebook: dict, **fields: Any) -> dict:
+        """Promote a notebook (its JSON as a dict); fields: cells, environment, production, notebook_name."""
+        return self.post(f"teams/{team}/pipelines/{pipeline}/versions/", json={"notebook": notebook, **fields})
+
+    def pipeline_diff(self, team: str, pipeline: str, old: str | int, new: str | int) -> dict:
+        return self.get(f"teams/{team}/pipelines/{pipeline}/versions/{old}/diff/{new}/")
+
+    def pipeline_production(self, team: str, pipeline: str) -> dict:
+        """The production version and the alias's latest moves."""
+        return self.get(f"teams/{team}/pipelines/{pipeline}/production/")
+
+    def pipeline_promote(self, team: str, pipeline: str, version: str | int) -> dict:
+        """Point the production alias at a version (needs pipelines:promote)."""
+        return self.post(f"teams/{team}/pipelines/{pipeline}/production/", json={"version": str(version)})
+
+    def pipeline_rollback(self, team: str, pipeline: str) -> dict:
+        return self.post(f"teams/{team}/pipelines/{pipeline}/production/rollback/")
