@@ -117,6 +117,10 @@ def _import_names(node: ast.Import | ast.ImportFrom) -> list[str]:
     return names
 
 
+def _imported_modules(node: ast.AST) -> set[str]:
+    return {m for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for m in _module_of(sub)}
+
+
 def _risk(value: ast.expr | None) -> str | None:
     """Why a value bound straight from this expression obviously cannot be serialized."""
     if isinstance(value, ast.Lambda):
@@ -420,8 +424,10 @@ class _ModuleWalker:
         summary: _Summary | None,
         movable: bool,
         immediate: dict[str, int] | None = None,
+        modules: set[str] | None = None,
     ) -> None:
-        modules = {m for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for m in _module_of(sub)}
+        if modules is None:
+            modules = _imported_modules(node)
         definition = Definition(
             name=name,
             kind=kind,
@@ -451,8 +457,9 @@ class _ModuleWalker:
             result.only_definitions = False
         if isinstance(node, ast.Import | ast.ImportFrom):
             result.modules.update(_module_of(node))
+            modules = set(_module_of(node))
             for name in _import_names(node):
-                self.define(node, name, "import", None, movable=top)
+                self.define(node, name, "import", None, movable=top, modules=modules)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             immediate: dict[str, int] = {}
             for part in _outer_parts(node):
@@ -466,11 +473,10 @@ class _ModuleWalker:
                 for name, line in summary.free.items():
                     self.event("read", name, node.lineno)
                     immediate.setdefault(name, line)
-            result.modules.update(
-                m for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for m in _module_of(sub)
-            )
+            modules = _imported_modules(node)
+            result.modules |= modules
             kind = "class" if isinstance(node, ast.ClassDef) else "def"
-            self.define(node, node.name, kind, summary, movable=top, immediate=immediate)
+            self.define(node, node.name, kind, summary, movable=top, immediate=immediate, modules=modules)
         elif top and _movable_import_block(node):
             names = [
                 n for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for n in _import_names(sub)
@@ -560,8 +566,7 @@ def analyze_cell(code: str, cell: int, line_of=lambda line: line) -> CellAnalysi
     tree = ast.parse(code)
     walker = _ModuleWalker(cell, code, line_of)
     walker.statements(tree.body, True)
+    # Imports at any depth were collected on the way: in blocks by `statement`, in
+    # functions and classes from their definitions.
     walker.result.modules = {m for m in walker.result.modules if m}
-    for sub in ast.walk(tree):
-        if isinstance(sub, ast.Import | ast.ImportFrom):
-            walker.result.modules.update(_module_of(sub))
     return walker.result

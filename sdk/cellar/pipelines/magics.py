@@ -60,6 +60,8 @@ _CELL_MAGIC = re.compile(r"^\s*%%([A-Za-z_]\w*)(.*)$")
 _SHELL = re.compile(r"^(\s*)!(.*)$")
 _ASSIGN_MAGIC = re.compile(r"^\s*[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*\s*=\s*([!%])(.*)$")
 _HELP = re.compile(r"^\s*(\?{1,2}\s*[A-Za-z_][\w.]*|[A-Za-z_][\w.\[\]()'\"]*\s*\?{1,2})\s*$")
+# Any line that could be a magic, shell or help line; a cell without one is plain Python.
+_MAYBE_MAGIC = re.compile(r"^\s*[%!?]|\?\s*$|=\s*[!%]", re.MULTILINE)
 _PIP_WORD = re.compile(r"(^|[\s/}!%])(pip3?|conda|mamba|micromamba)(\s|$)")
 
 PIP_HINT = (
@@ -191,7 +193,8 @@ def clean_cell(source: str, cell: int) -> CleanCell:
         if not kept:
             return CleanCell(code="", lines=[], problems=problems)
     # Plain Python (the common case) needs no line-by-line scan.
-    if not _parses("\n".join(lines)):
+    text = "\n".join(lines)
+    if _MAYBE_MAGIC.search(text) and not _parses(text):
         index = 0
         while index < len(lines):
             text = lines[index]
