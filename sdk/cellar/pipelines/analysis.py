@@ -20,7 +20,7 @@ Per cell (`analyze_cell`, no knowledge of other cells) we record, in evaluation 
   except a top-level `try`/`if` that holds only imports (the `try: import ujson as json`
   pattern), which moves as a whole.
 
-Function, lambda, class and comprehension scopes follow Python's rules: comprehension
+Function, lambda, class and comprehension scopes (scopes.py) follow Python's rules: comprehension
 variables and parameters are never read from outside, class-body names are not visible in
 methods, `global` names are module names, `nonlocal` ones belong to the enclosing function.
 """
@@ -30,6 +30,17 @@ from __future__ import annotations
 import ast
 import builtins
 from dataclasses import dataclass, field
+
+from cellar.pipelines.scopes import (
+    COMPREHENSIONS,
+    Summary,
+    import_names,
+    imported_modules,
+    module_of,
+    outer_parts,
+    root_name,
+    summarize,
+)
 
 BUILTINS = frozenset(dir(builtins)) | {
     "__name__",
@@ -41,8 +52,6 @@ BUILTINS = frozenset(dir(builtins)) | {
     "__annotations__",
 }
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
@@ -85,42 +94,6 @@ class CellAnalysis:
     only_definitions: bool = True  # imports, defs, classes, docstrings and `pass` only
 
 
-@dataclass
-class _Summary:
-    """What a nested scope reads from outside it and what it changes outside it."""
-
-    free: dict[str, int] = field(default_factory=dict)  # from the enclosing scope
-    deferred: dict[str, int] = field(default_factory=dict)  # a class's methods' free names: read when used
-    module_free: dict[str, int] = field(default_factory=dict)  # `global` names: always module level
-    global_writes: set[str] = field(default_factory=set)
-    mutates: dict[str, int] = field(default_factory=dict)
-
-
-def _root_name(node: ast.expr) -> ast.Name | None:
-    while isinstance(node, ast.Attribute | ast.Subscript | ast.Starred):
-        node = node.value
-    return node if isinstance(node, ast.Name) else None
-
-
-def _module_of(node: ast.Import | ast.ImportFrom) -> list[str]:
-    if isinstance(node, ast.ImportFrom):
-        return [node.module.split(".")[0]] if node.module and not node.level else []
-    return [alias.name.split(".")[0] for alias in node.names]
-
-
-def _import_names(node: ast.Import | ast.ImportFrom) -> list[str]:
-    names = []
-    for alias in node.names:
-        if alias.name == "*":
-            continue
-        names.append(alias.asname or (alias.name.split(".")[0] if isinstance(node, ast.Import) else alias.name))
-    return names
-
-
-def _imported_modules(node: ast.AST) -> set[str]:
-    return {m for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for m in _module_of(sub)}
-
-
 def _risk(value: ast.expr | None) -> str | None:
     """Why a value bound straight from this expression obviously cannot be serialized."""
     if isinstance(value, ast.Lambda):
@@ -147,159 +120,6 @@ def _risk(value: ast.expr | None) -> str | None:
     if name in ("threading.Lock", "threading.RLock", "threading.Thread", "Lock", "RLock", "Thread"):
         return f"a thread or lock ({name}(...))"
     return None
-
-
-class _ScopeWalker:
-    """Summarise a function, lambda, class body or comprehension."""
-
-    def __init__(self, is_class: bool = False) -> None:
-        # Names bound in a class body are not visible in its methods.
-        self.is_class = is_class
-        self.stores: set[str] = set()
-        self.bound: set[str] = set()
-        self.globals: set[str] = set()
-        self.reads: dict[str, int] = {}
-        self.mutated: dict[str, int] = {}
-        self.nested: list[_Summary] = []
-
-    # -- bindings first: Python decides a name's scope from every binding in the block ----
-    def collect(self, nodes: list[ast.AST]) -> None:
-        stack = list(nodes)
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ast.Global):
-                self.globals.update(node.names)
-            elif isinstance(node, ast.Nonlocal):
-                continue  # the enclosing function's: left free here
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-                self.bound.add(node.id)
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                self.bound.update(_import_names(node))
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.bound.add(node.name)
-                continue  # its body is its own scope
-            elif isinstance(node, ast.Lambda):
-                continue
-            elif isinstance(node, ast.ExceptHandler) and node.name:
-                self.bound.add(node.name)
-            elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
-                self.bound.add(node.name)
-            elif isinstance(node, ast.MatchMapping) and node.rest:
-                self.bound.add(node.rest)
-            elif isinstance(node, _COMPREHENSIONS):
-                # Only walrus targets inside a comprehension bind in this scope.
-                for sub in ast.walk(node):
-                    if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
-                        self.bound.add(sub.target.id)
-                continue
-            stack.extend(ast.iter_child_nodes(node))
-        self.bound -= self.globals
-
-    def visit(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load):
-                self.reads.setdefault(node.id, node.lineno)
-            return
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            for sub in _outer_parts(node):
-                self.visit(sub)
-            self.nested.append(summarize(node))
-            return
-        if isinstance(node, _COMPREHENSIONS):
-            self.visit(node.generators[0].iter)
-            self.nested.append(summarize(node))
-            return
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name)
-        ):
-            self.mutated.setdefault(node.func.value.id, node.lineno)
-        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-            self.reads.setdefault(node.target.id, node.lineno)  # `n += 1` reads n first
-        elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
-            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
-            for target in targets:
-                for sub in ast.walk(target):
-                    if isinstance(sub, ast.Attribute | ast.Subscript):
-                        root = _root_name(sub)
-                        if root is not None:
-                            self.mutated.setdefault(root.id, node.lineno)
-        for child in ast.iter_child_nodes(node):
-            self.visit(child)
-
-    def result(self, extra_local: set[str] = frozenset()) -> _Summary:
-        local = self.bound | extra_local
-        summary = _Summary()
-        for name, line in self.reads.items():
-            if name in self.globals:
-                summary.module_free.setdefault(name, line)
-            elif name not in local:
-                summary.free.setdefault(name, line)
-        summary.global_writes = self.globals & self.stores
-        for name, line in self.mutated.items():
-            if name in self.globals or name not in local:
-                summary.mutates.setdefault(name, line)
-        inner_local = local if not self.is_class else set()
-        for inner in self.nested:
-            for name, line in {**inner.free, **inner.deferred}.items():
-                if name in self.globals:
-                    summary.module_free.setdefault(name, line)
-                elif name not in inner_local:
-                    (summary.deferred if self.is_class else summary.free).setdefault(name, line)
-            for name, line in inner.module_free.items():
-                summary.module_free.setdefault(name, line)
-            summary.global_writes |= inner.global_writes
-            for name, line in inner.mutates.items():
-                if name in self.globals or name not in inner_local:
-                    summary.mutates.setdefault(name, line)
-        return summary
-
-
-def _outer_parts(node: ast.AST) -> list[ast.AST]:
-    """The parts of a def/lambda/class evaluated where it is written."""
-    parts: list[ast.AST] = []
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-        args = node.args
-        parts.extend(d for d in args.defaults + args.kw_defaults if d is not None)
-        if not isinstance(node, ast.Lambda):
-            parts.extend(node.decorator_list)
-            every = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
-            parts.extend(a.annotation for a in every if a.annotation is not None)
-            if node.returns is not None:
-                parts.append(node.returns)
-    elif isinstance(node, ast.ClassDef):
-        parts.extend(node.decorator_list + node.bases + [k.value for k in node.keywords])
-    return parts
-
-
-def summarize(node: ast.AST) -> _Summary:
-    """Free names, `global` writes and mutations of a function, lambda, class or comprehension."""
-    walker = _ScopeWalker(is_class=isinstance(node, ast.ClassDef))
-    params: set[str] = set()
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-        args = node.args
-        params = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
-        params |= {a.arg for a in (args.vararg, args.kwarg) if a}
-        body = node.body if isinstance(node.body, list) else [node.body]
-    elif isinstance(node, ast.ClassDef):
-        body = node.body
-    else:  # a comprehension: targets bind here, the first iterable was read outside
-        body = []
-        for index, generator in enumerate(node.generators):
-            walker.collect([generator.target])
-            if index:
-                body.append(generator.iter)
-            body.extend(generator.ifs)
-        body.extend([node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt])
-    walker.collect(body)
-    for sub in body:
-        for inner in ast.walk(sub):
-            if isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Store):
-                walker.stores.add(inner.id)
-    for sub in body:
-        walker.visit(sub)
-    return walker.result(params)
 
 
 def _movable_import_block(node: ast.stmt) -> bool:
@@ -347,7 +167,7 @@ class _ModuleWalker:
                 return segment
         return text
 
-    def summary_events(self, summary: _Summary, lineno: int) -> None:
+    def summary_events(self, summary: Summary, lineno: int) -> None:
         for name in summary.free:
             self.event("read", name, lineno)
         for name in summary.module_free:
@@ -371,11 +191,11 @@ class _ModuleWalker:
             return
         if isinstance(node, ast.Lambda):
             # Usually called right where it is written (df.apply(lambda r: r * k)): read now.
-            for part in _outer_parts(node):
+            for part in outer_parts(node):
                 self.expr(part)
             self.summary_events(summarize(node), node.lineno)
             return
-        if isinstance(node, _COMPREHENSIONS):
+        if isinstance(node, COMPREHENSIONS):
             self.expr(node.generators[0].iter)
             for sub in ast.walk(node):
                 if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
@@ -407,7 +227,7 @@ class _ModuleWalker:
             self.expr(node.value)
             if isinstance(node, ast.Subscript):
                 self.expr(node.slice)
-            root = _root_name(node)
+            root = root_name(node)
             if root is not None:
                 self.event("mutate", root.id, node.lineno)
 
@@ -421,13 +241,13 @@ class _ModuleWalker:
         node: ast.stmt,
         name: str,
         kind: str,
-        summary: _Summary | None,
+        summary: Summary | None,
         movable: bool,
         immediate: dict[str, int] | None = None,
         modules: set[str] | None = None,
     ) -> None:
         if modules is None:
-            modules = _imported_modules(node)
+            modules = imported_modules(node)
         definition = Definition(
             name=name,
             kind=kind,
@@ -456,13 +276,13 @@ class _ModuleWalker:
         ):
             result.only_definitions = False
         if isinstance(node, ast.Import | ast.ImportFrom):
-            result.modules.update(_module_of(node))
-            modules = set(_module_of(node))
-            for name in _import_names(node):
+            result.modules.update(module_of(node))
+            modules = set(module_of(node))
+            for name in import_names(node):
                 self.define(node, name, "import", None, movable=top, modules=modules)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             immediate: dict[str, int] = {}
-            for part in _outer_parts(node):
+            for part in outer_parts(node):
                 self.expr(part)
                 for sub in ast.walk(part):
                     if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
@@ -473,13 +293,13 @@ class _ModuleWalker:
                 for name, line in summary.free.items():
                     self.event("read", name, node.lineno)
                     immediate.setdefault(name, line)
-            modules = _imported_modules(node)
+            modules = imported_modules(node)
             result.modules |= modules
             kind = "class" if isinstance(node, ast.ClassDef) else "def"
             self.define(node, node.name, kind, summary, movable=top, immediate=immediate, modules=modules)
         elif top and _movable_import_block(node):
             names = [
-                n for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for n in _import_names(sub)
+                n for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom) for n in import_names(sub)
             ]
             names += [
                 t.id
@@ -490,7 +310,7 @@ class _ModuleWalker:
             ]
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Import | ast.ImportFrom):
-                    result.modules.update(_module_of(sub))
+                    result.modules.update(module_of(sub))
             for part in ast.walk(node):
                 if isinstance(part, ast.If):
                     self.expr(part.test)

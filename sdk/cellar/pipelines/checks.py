@@ -13,8 +13,8 @@ from cellar.pipelines.spec import Parameter, PoolOffer, Resources
 
 if TYPE_CHECKING:  # the compiler imports this module; only the types flow back
     from cellar.pipelines.analysis import Definition
-    from cellar.pipelines.compiler import Draft, _Cell
     from cellar.pipelines.dataflow import In, StepFlow
+    from cellar.pipelines.layout import Draft, PreparedCell
 
 SERIALIZE_HINT = "recreate it in the step that uses it, or in a `functions` cell"
 LARGE_OUTPUT = 1024**3  # bytes: an output this big is worth a warning
@@ -293,7 +293,7 @@ def branch_output_problem(draft: Draft, producer: Draft, name: str, use: In) -> 
 
 
 def undefined_problem(
-    draft: Draft, use: In, drafts: list[Draft], prepared: list[_Cell], selected: set[int] | None
+    draft: Draft, use: In, drafts: list[Draft], prepared: list[PreparedCell], selected: set[int] | None
 ) -> Problem:
     name = use.name
     via = f" (used by '{use.via}')" if use.via else ""

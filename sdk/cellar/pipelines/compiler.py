@@ -51,15 +51,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cellar.pipelines import checks
-from cellar.pipelines.analysis import BUILTINS, CellAnalysis, Definition, analyze_cell
-from cellar.pipelines.dataflow import StepFlow, walk_step
+from cellar.pipelines.analysis import BUILTINS, Definition
+from cellar.pipelines.dataflow import walk_step
 from cellar.pipelines.environment import current_environment
 from cellar.pipelines.errors import CompileError, Problem
-from cellar.pipelines.magics import CleanCell, clean_cell
-from cellar.pipelines.notebook import Cell, load_notebook
-from cellar.pipelines.parameters_cell import parse_parameters
-from cellar.pipelines.spec import Environment, Parameter, PipelineSpec, PoolOffer, Step, StepSource
-from cellar.pipelines.tags import CellTags, parse_tags
+from cellar.pipelines.layout import Draft, Layout, PreparedCell, collect_parameters, lay_out, prepare_cell
+from cellar.pipelines.notebook import load_notebook
+from cellar.pipelines.spec import Environment, PipelineSpec, PoolOffer, Step, StepSource
 
 
 @dataclass
@@ -68,80 +66,10 @@ class CompileResult:
     warnings: list[Problem] = field(default_factory=list)
 
 
-@dataclass(eq=False)
-class _Cell:
-    cell: Cell
-    tags: CellTags
-    clean: CleanCell | None = None
-    analysis: CellAnalysis | None = None
-    broken: bool = False  # a syntax or magic error: its names are unknown
-
-    @property
-    def index(self) -> int:
-        return self.cell.index
-
-
-@dataclass(eq=False)
-class Draft:
-    """A step being assembled."""
-
-    name: str
-    head: _Cell | None  # the cell whose tags configure the step
-    cells: list[_Cell] = field(default_factory=list)
-    flow: StepFlow = field(default_factory=StepFlow)
-    inputs: dict[str, str] = field(default_factory=dict)
-    outputs: set[str] = field(default_factory=set)
-    parameters: set[str] = field(default_factory=set)
-    upstream: set[str] = field(default_factory=set)
-    branch_of: str | None = None
-    closes: str | None = None  # a join step: the foreach step whose branches it collects
-    prelude: str = ""
-    imports: list[str] = field(default_factory=list)
-
-    @property
-    def tags(self) -> CellTags:
-        return self.head.tags if self.head else CellTags()
-
-    @property
-    def first(self) -> int:
-        return self.cells[0].index
-
-    @property
-    def cell(self) -> int:
-        return self.head.index if self.head else self.first
-
-
-def _prepare(cell: Cell, problems: list[Problem]) -> _Cell:
-    tags, tag_problems = parse_tags(cell.tags, cell.index)
-    problems.extend(tag_problems)
-    prepared = _Cell(cell=cell, tags=tags)
-    if tags.role in ("skip", "injected-parameters"):
-        return prepared
-    prepared.clean = clean_cell(cell.source, cell.index)
-    problems.extend(prepared.clean.problems)
-    # A cell magic that failed leaves no code: what it would have defined is unknown.
-    prepared.broken = bool(prepared.clean.problems) and not prepared.clean.code
-    if tags.role == "parameters":
-        return prepared
-    try:
-        prepared.analysis = analyze_cell(prepared.clean.code, cell.index, prepared.clean.cell_line)
-    except SyntaxError as exc:
-        line = prepared.clean.cell_line(exc.lineno)
-        problems.append(Problem("syntax_error", _syntax_message(exc), cell=cell.index, line=line))
-        prepared.broken = True
-    return prepared
-
-
 def _with_step(problem: Problem, step_of: dict[int, str]) -> Problem:
     if problem.step or problem.cell not in step_of:
         return problem
     return replace(problem, step=step_of[problem.cell])
-
-
-def _syntax_message(exc: SyntaxError) -> str:
-    text = (exc.text or "").strip()
-    shown = f": {text}" if text else ""
-    return f"syntax error ({exc.msg}){shown}; fix the code or tag the cell `skip`"
 
 
 def compile_notebook(
@@ -171,9 +99,9 @@ def compile_notebook(
                     f"{notebook.total_cells} cells, numbered from 0",
                 )
             )
-    prepared = [_prepare(cell, problems) for cell in notebook.cells]
-    layout = _layout(prepared, selected, problems, warnings)
-    parameters = _parameters(layout.parameter_cells, problems, warnings)
+    prepared = [prepare_cell(cell, problems) for cell in notebook.cells]
+    layout = lay_out(prepared, selected, problems, warnings)
+    parameters = collect_parameters(layout.parameter_cells, problems, warnings)
     drafts = layout.drafts
     checks.check_names(drafts, problems)
     checks.assign_branches(drafts, problems)
@@ -211,111 +139,11 @@ def compile_notebook(
     return CompileResult(spec=spec, warnings=warnings)
 
 
-@dataclass
-class _Layout:
-    drafts: list[Draft] = field(default_factory=list)
-    prelude_cells: list[_Cell] = field(default_factory=list)  # imports cells, then functions cells
-    parameter_cells: list[_Cell] = field(default_factory=list)
-    definition_cells: list[_Cell] = field(default_factory=list)  # defs-only cells outside any step
-
-
-def _layout(
-    prepared: list[_Cell], selected: set[int] | None, problems: list[Problem], warnings: list[Problem]
-) -> _Layout:
-    layout = _Layout()
-    imports, functions = [], []
-    body: list[_Cell] = []
-    for cell in prepared:
-        role = cell.tags.role
-        if role == "skip":
-            continue
-        if role == "injected-parameters":
-            warnings.append(
-                Problem(
-                    "injected_parameters",
-                    "papermill's injected-parameters cell is ignored: it holds one run's values; "
-                    "the defaults come from the `parameters` cell",
-                    cell=cell.index,
-                )
-            )
-        elif role == "imports":
-            imports.append(cell)
-        elif role == "functions":
-            functions.append(cell)
-        elif role == "parameters":
-            layout.parameter_cells.append(cell)
-        else:
-            body.append(cell)
-    layout.prelude_cells = imports + functions
-    tagged = any(cell.tags.step for cell in body)
-
-    def chosen(cell: _Cell) -> bool:
-        return selected is None or cell.index in selected
-
-    if tagged:
-        pre: list[_Cell] = []
-        current: Draft | None = None
-        for cell in body:
-            if cell.tags.step:
-                current = Draft(name=cell.tags.step, head=cell)
-                layout.drafts.append(current)
-            elif cell.tags.step_level:
-                problems.append(
-                    Problem(
-                        "bad_tag",
-                        f"tag '{cell.tags.step_level[0]}' belongs on the cell that starts a step (step:<name>); "
-                        "move it there",
-                        cell=cell.index,
-                    )
-                )
-            if current is None:
-                pre.append(cell)
-            elif chosen(cell):
-                current.cells.append(cell)
-        pre = [cell for cell in pre if chosen(cell)]
-        if all(cell.analysis is not None and cell.analysis.only_definitions for cell in pre):
-            layout.definition_cells.extend(pre)
-        else:
-            layout.drafts.insert(0, Draft(name="start", head=None, cells=pre))
-    else:
-        for cell in body:
-            if not chosen(cell):
-                continue
-            only_definitions = cell.analysis is not None and cell.analysis.only_definitions
-            if only_definitions and not cell.tags.written:
-                layout.definition_cells.append(cell)
-            else:
-                layout.drafts.append(Draft(name=f"step_{len(layout.drafts) + 1}", head=cell, cells=[cell]))
-    layout.drafts = [draft for draft in layout.drafts if draft.cells]
-    return layout
-
-
-def _parameters(cells: list[_Cell], problems: list[Problem], warnings: list[Problem]) -> list[Parameter]:
-    found: dict[str, Parameter] = {}
-    for cell in cells:
-        if cell.clean is None or cell.clean.problems:
-            continue
-        params, cell_problems, cell_warnings = parse_parameters(cell.clean.code, cell.index, cell.clean.cell_line)
-        problems.extend(cell_problems)
-        warnings.extend(cell_warnings)
-        for param in params:
-            if param.name in found:
-                warnings.append(
-                    Problem(
-                        "duplicate_parameter",
-                        f"parameter '{param.name}' is assigned in more than one parameters cell; the last value counts",
-                        cell=cell.index,
-                    )
-                )
-            found[param.name] = param
-    return list(found.values())
-
-
 def _resolve(
     drafts: list[Draft],
-    layout: _Layout,
+    layout: Layout,
     parameters: set[str],
-    prepared: list[_Cell],
+    prepared: list[PreparedCell],
     selected: set[int] | None,
     problems: list[Problem],
 ) -> None:
@@ -428,7 +256,7 @@ def _foreach_iterable(draft: Draft, nearest_data, parameters: set[str], problems
         )
 
 
-def _prelude(prelude_cells: list[_Cell], used: list[Definition]) -> str:
+def _prelude(prelude_cells: list[PreparedCell], used: list[Definition]) -> str:
     parts: list[str] = []
     seen: set[str] = set()
     for cell in prelude_cells:
