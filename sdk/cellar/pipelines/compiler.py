@@ -212,7 +212,13 @@ def _resolve(
                 producer.outputs.add(name)
             elif name in parameters:
                 draft.parameters.add(name)
-            elif name in BUILTINS or maybe_in_broken(name, last_cell):
+            elif name in BUILTINS or maybe_in_broken(name, last_cell) or flow.star:
+                continue
+            elif (star := resolve("*")) is not None:
+                # A star import in an earlier cell may provide it: carry the import.
+                if star not in flow.used:
+                    flow.used.append(star)
+                    flow.modules |= star.modules
                 continue
             else:
                 problems.append(checks.undefined_problem(draft, use, drafts, prepared, selected))

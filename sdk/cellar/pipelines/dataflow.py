@@ -33,6 +33,7 @@ class StepFlow:
     risks: dict[str, str] = field(default_factory=dict)  # produced name -> why its last value cannot be pickled
     used: list[Definition] = field(default_factory=list)  # definitions from other cells, first use first
     modules: set[str] = field(default_factory=set)
+    star: bool = False  # the step (or its prelude) star-imports: any unresolved name may come from there
 
 
 def walk_step(
@@ -147,4 +148,5 @@ def walk_step(
                 read(name, None, via=definition.name)
     for cell in cells:
         replay(cell)
+    flow.star = "*" in bound
     return flow

@@ -38,7 +38,8 @@ def module_of(node: ast.Import | ast.ImportFrom) -> list[str]:
 def import_names(node: ast.Import | ast.ImportFrom) -> list[str]:
     names = []
     for alias in node.names:
-        if alias.name == "*":
+        if alias.name == "*":  # `from m import *`: the names are unknown; "*" stands for them
+            names.append("*")
             continue
         names.append(alias.asname or (alias.name.split(".")[0] if isinstance(node, ast.Import) else alias.name))
     return names

@@ -209,3 +209,31 @@ def test_prev_to_a_later_step_is_an_edge_not_a_cycle():
     result = compile_cells(("a = 1", ["step:first", "prev:second"]), ("b = 2", ["step:second"]))
     assert result.spec.step("first").upstream == ["second"]
     assert result.spec.edges() == [("second", "first")]
+
+
+def test_star_imports_may_provide_any_name():
+    result = compile_cells(
+        ("from math import *", ["step:a"]),
+        ("x = sqrt(2) + pi", ["step:b"]),
+        ("from statistics import *\ny = mean([x, 1])", ["step:c"]),
+    )
+    spec = result.spec
+    assert spec.step("b").prelude == "from math import *"
+    assert spec.step("b").imports == ["math"]
+    assert spec.step("c").inputs == {"x": "b"}
+    assert cell_problems(("x = sqrt(2)", ["step:a"])) == [("undefined_name", 0, "a", 1)]
+
+
+def test_selecting_part_of_a_step_keeps_the_step_and_names_what_is_missing():
+    import pytest
+
+    from cellar.pipelines.errors import CompileError
+    from tests.sdk.pipelines.conftest import compile_corpus, problems_of
+
+    # Cell 8 belongs to step preprocess (started in cell 7, not selected): the step keeps its name.
+    result = compile_corpus("kale_tagged", cells=[4, 7, 8])
+    assert [s.name for s in result.spec.steps] == ["load_data", "preprocess"]
+    assert problems_of("kale_tagged", cells=[4, 8]) == [("undefined_name", 8, "preprocess", 1)]
+    with pytest.raises(CompileError) as caught:
+        compile_corpus("kale_tagged", cells=[4, 8])
+    assert "assigned in cell 7, which is not among the selected cells" in str(caught.value)
