@@ -167,3 +167,25 @@ def test_selected_cells_run_alone(write_notebook, local_dir, cells):
     run = run_pipeline(spec, progress=False)
     assert run.ok
     assert [t.step for t in run.tasks] == ["one", "two", "three"][: len(cells)]
+
+
+def test_check_values_from_a_live_namespace_feeds_the_compiler(write_notebook):
+    import threading
+
+    from cellar.pipelines.errors import CompileError
+    from cellar.pipelines.serializers import check_values
+
+    path = write_notebook(
+        [
+            ("import threading\n\ndef open_guard():\n    return threading.Lock()", ["functions"]),
+            ("guard = open_guard()\nrows = [1, 2, 3]", ["step:connect"]),
+            ("with guard:\n    total = sum(rows)", ["step:use"]),
+        ]
+    )
+    compile_notebook(path)  # reading the code alone, nothing says `guard` is a lock
+    # What the notebook kernel reports after running the cells.
+    kernel = check_values({"guard": threading.Lock(), "rows": [1, 2, 3]}, ["guard", "rows"])
+    with pytest.raises(CompileError) as caught:
+        compile_notebook(path, kernel_values=kernel)
+    problems = [p for p in caught.value.problems if p.code == "unserializable"]
+    assert len(problems) == 1 and "'guard'" in problems[0].message and "_thread.lock" in problems[0].message
