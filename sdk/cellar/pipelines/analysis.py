@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import sys
 from dataclasses import dataclass, field
 
 from cellar.pipelines.scopes import (
@@ -385,7 +386,18 @@ def analyze_cell(code: str, cell: int, line_of=lambda line: line) -> CellAnalysi
     """Events and definitions of one cell's (magic-free) code. Raises SyntaxError."""
     tree = ast.parse(code)
     walker = _ModuleWalker(cell, code, line_of)
-    walker.statements(tree.body, True)
+    try:
+        walker.statements(tree.body, True)
+    except RecursionError:
+        # A very long expression (`a1 + a2 + ... + a2000`) nests deeper than the default
+        # limit allows our recursive walk; give this one cell more room.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 50_000))
+        try:
+            walker = _ModuleWalker(cell, code, line_of)
+            walker.statements(tree.body, True)
+        finally:
+            sys.setrecursionlimit(limit)
     # Imports at any depth were collected on the way: in blocks by `statement`, in
     # functions and classes from their definitions.
     walker.result.modules = {m for m in walker.result.modules if m}

@@ -85,6 +85,10 @@ def prepare_cell(cell: Cell, problems: list[Problem]) -> PreparedCell:
         line = prepared.clean.cell_line(exc.lineno)
         problems.append(Problem("syntax_error", syntax_message(exc), cell=cell.index, line=line))
         prepared.broken = True
+    except (RecursionError, MemoryError):
+        message = "the code is nested too deeply for Python to compile; split the long expression"
+        problems.append(Problem("syntax_error", message, cell=cell.index))
+        prepared.broken = True
     return prepared
 
 

@@ -175,7 +175,7 @@ def _classify(line: str) -> tuple[str, str, str, str] | None:
 def _parses(text: str) -> bool:
     try:
         ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
 

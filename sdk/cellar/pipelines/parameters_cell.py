@@ -56,6 +56,9 @@ def parse_parameters(code: str, cell: int, line_of) -> tuple[list[Parameter], li
     found: dict[str, Parameter] = {}
     try:
         tree = ast.parse(code)
+    except (RecursionError, MemoryError):
+        problems.append(Problem("bad_parameters", "the parameters cell is nested too deeply to read", cell=cell))
+        return [], problems, warnings
     except SyntaxError as exc:
         problems.append(
             Problem(

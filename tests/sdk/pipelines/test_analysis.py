@@ -237,3 +237,10 @@ def test_selecting_part_of_a_step_keeps_the_step_and_names_what_is_missing():
     with pytest.raises(CompileError) as caught:
         compile_corpus("kale_tagged", cells=[4, 8])
     assert "assigned in cell 7, which is not among the selected cells" in str(caught.value)
+
+
+def test_very_long_expressions_are_analysed_or_refused_not_crashed_on():
+    long_sum = "x = " + " + ".join(f"a{i}" for i in range(1500))
+    assert [c for c, *_ in cell_problems(("a0 = 1", ["step:a"]), (long_sum, ["step:b"]))] == ["undefined_name"] * 1499
+    too_deep = "x = " + " + ".join("1" for _ in range(20000))
+    assert cell_problems((too_deep, ["step:a"])) == [("syntax_error", 0, "a", None)]
