@@ -283,3 +283,38 @@ def test_progress_reports_reach_a_callable(make_spec, local_dir):
     ended = [label for state in seen for label, _, _ in state.ended]
     expected = ["prepare", "collect"] + [f"{step}[{i}]" for step in ("work", "square") for i in range(3)]
     assert sorted(ended) == sorted(expected)
+
+
+def test_retry_runs_a_failed_task_again(make_spec, local_dir, tmp_path):
+    marker = tmp_path / "attempted"
+    flaky = (
+        "import pathlib\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    raise ConnectionError('the first attempt fails')\n"
+        "value = 42"
+    )
+    spec = make_spec(
+        [
+            Step(name="flaky", code=flaky, outputs=["value"], retry=1),
+            Step(name="never", code="raise ValueError('always')", retry=2),
+        ]
+    )
+    run = run_pipeline(spec, progress=False, keep_going=True)
+    assert states(run) == {"flaky": "succeeded", "never": "failed"}
+    assert run.task("flaky").attempts == 2 and run.task("never").attempts == 3
+    assert run.load("flaky", "value") == 42
+    assert "--- attempt 2 ---" in run.log("flaky", stream="stderr")
+    assert run.error.step == "never"
+
+
+def test_a_step_past_its_timeout_fails_at_the_line_that_was_running(make_spec, local_dir):
+    spec = make_spec(
+        [Step(name="slow", code="import time\nx = 1\ntime.sleep(60)\ny = 2", timeout=1, tags=["timeout:1"])],
+        source={"slow": StepSource(cells=[2], first_lines=[1])},
+    )
+    run = run_pipeline(spec, progress=False)
+    assert states(run) == {"slow": "failed"}
+    assert run.error.exc_type == "StepTimeout" and "timeout of 1s" in run.error.message
+    assert (run.error.cell, run.error.line) == (2, 3)

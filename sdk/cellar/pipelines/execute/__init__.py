@@ -13,7 +13,7 @@ step whose prelude defines them, exactly as in the notebook's kernel. The previo
 
 from cellar.pipelines.execute.failure import Frame, StepFailed, code_filename
 from cellar.pipelines.execute.refs import ArtifactRef, InputRef, OutputRef, StepResult, load_artifact, store_value
-from cellar.pipelines.execute.step import evaluate_foreach, execute_step, expand_foreach, reads_iterable
+from cellar.pipelines.execute.step import StepTimeout, evaluate_foreach, execute_step, expand_foreach, reads_iterable
 
 __all__ = [
     "ArtifactRef",
@@ -22,6 +22,7 @@ __all__ = [
     "OutputRef",
     "StepFailed",
     "StepResult",
+    "StepTimeout",
     "code_filename",
     "evaluate_foreach",
     "execute_step",

@@ -7,7 +7,9 @@ import builtins
 import contextlib
 import io
 import linecache
+import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -78,6 +80,37 @@ class _Capture(io.TextIOBase):
         return "".join(self.parts)
 
 
+class StepTimeout(TimeoutError):
+    """The step ran past its `timeout:` tag."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None):
+    """Raise `StepTimeout` inside the step once `seconds` have passed (SIGALRM, main thread only).
+
+    Soft: it interrupts Python code, so the traceback shows the line that was running; a
+    long call inside a C extension is interrupted when it returns. Process-level limits
+    (killing a stuck process) are the executor's business.
+    """
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise StepTimeout(
+            f"the step ran longer than its timeout of {seconds:g}s (tag timeout:); speed it up or raise the limit"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _compile(text: str, filename: str) -> types.CodeType:
     # linecache lets tracebacks (and debuggers) show the user's lines for the pseudo file.
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
@@ -94,6 +127,7 @@ def execute_step(
     team: str,
     source: StepSource | None,
     on_output: Callable[[str, str], None] | None = None,
+    timeout: float | None = None,
 ) -> StepResult:
     """Run `step` and store its outputs; raise `StepFailed` if anything goes wrong.
 
@@ -101,6 +135,8 @@ def execute_step(
     the step reads are injected. `inputs` maps each input name to its artifact, or to a list
     of artifacts (a join). `item` is the foreach element for a `foreach:` step.
     `on_output(stream, text)` sees prints as they happen; they are also returned.
+    `timeout` (seconds, usually `step.timeout`) fails the step with `StepTimeout` at the
+    line that was running.
     """
     started = time.monotonic()
 
@@ -115,7 +151,7 @@ def execute_step(
         phase[0] = "outputs"
         return _store_outputs(step, namespace, store, team)
 
-    outputs, out, err = _run_in_module(step, source, on_output, work)
+    outputs, out, err = _run_in_module(step, source, on_output, work, timeout)
     return StepResult(outputs, out, err, time.monotonic() - started)
 
 
@@ -176,6 +212,7 @@ def _run_in_module(
     source: StepSource | None,
     on_output: Callable[[str, str], None] | None,
     work: Callable[[dict[str, Any], list[str]], Any],
+    timeout: float | None = None,
 ) -> tuple[Any, str, str]:
     """Call `work(namespace, phase)` with a fresh `__main__` installed and prints captured."""
     module = types.ModuleType("__main__")
@@ -188,7 +225,8 @@ def _run_in_module(
         sys.modules["__main__"] = module
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                result = work(namespace, phase)
+                with _deadline(timeout):
+                    result = work(namespace, phase)
             except (Exception, SystemExit) as exc:
                 failed = failure_from(step, exc, phase[0], source)
                 failed.stdout, failed.stderr = stdout.getvalue(), stderr.getvalue()

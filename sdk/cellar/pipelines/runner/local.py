@@ -37,7 +37,7 @@ from cellar.pipelines.execute import StepFailed, evaluate_foreach, execute_step,
 from cellar.pipelines.progress import ProgressBar, ProgressState
 from cellar.pipelines.runner.cache import StepCache, cache_key, environment_hash
 from cellar.pipelines.runner.parameters import resolve_parameters
-from cellar.pipelines.runner.plan import CACHED, DONE_OK, FAILED, FINAL, RUNNING, SUCCEEDED, Plan, Task
+from cellar.pipelines.runner.plan import CACHED, DONE_OK, FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, Plan, Task
 from cellar.pipelines.spec import PipelineSpec
 
 TEAM = "local"
@@ -102,7 +102,10 @@ def _execute(payload: dict[str, Any]) -> dict[str, Any]:
     store = LocalArtifactStore(Path(payload["root"]))
     step = payload["step"]
     logs = Path(payload["logs"])
-    with open(f"{logs}.stdout", "w", buffering=1) as out, open(f"{logs}.stderr", "w", buffering=1) as err:
+    with open(f"{logs}.stdout", "a", buffering=1) as out, open(f"{logs}.stderr", "a", buffering=1) as err:
+        if payload["attempt"] > 1:
+            for handle in (out, err):
+                handle.write(f"--- attempt {payload['attempt']} ---\n")
 
         def forward(stream: str, text: str) -> None:
             (out if stream == "stdout" else err).write(text)
@@ -112,7 +115,14 @@ def _execute(payload: dict[str, Any]) -> dict[str, Any]:
             if payload["kind"] == "foreach":
                 refs = evaluate_foreach(step, source=payload["source"], **common)
                 return {"ok": True, "items": refs, "duration": time.monotonic() - started}
-            result = execute_step(step, item=payload["item"], source=payload["source"], on_output=forward, **common)
+            result = execute_step(
+                step,
+                item=payload["item"],
+                source=payload["source"],
+                on_output=forward,
+                timeout=step.timeout,
+                **common,
+            )
             return {"ok": True, "outputs": result.outputs, "duration": time.monotonic() - started}
         except StepFailed as exc:
             return {"ok": False, "error": exc.to_dict(), "duration": time.monotonic() - started}
@@ -175,6 +185,7 @@ class _LocalRunner:
                     progressed = True
                     continue
                 task.state = RUNNING
+                task.attempts += 1
                 self.in_flight[pool.submit(_execute, payload)] = task
 
     def payload(self, task: Task) -> dict[str, Any]:
@@ -189,6 +200,7 @@ class _LocalRunner:
             "team": TEAM,
             "source": self.spec.source.get(step.name),
             "logs": str(self.directory / "logs" / _task_file(task.step, task.index, task.kind)),
+            "attempt": task.attempts + 1,
         }
 
     def try_cache(self, task: Task, payload: dict[str, Any]) -> bool:
@@ -219,6 +231,11 @@ class _LocalRunner:
             self.finish(task, FAILED, error=_runner_error(task.step, exc, message))
             return
         if not result["ok"]:
+            if task.kind == "step" and task.attempts <= self.plan.step_of(task).retry:
+                # `retry:n`: run it again (right away: locally there is no flaky neighbour to wait out).
+                task.state, task.error = QUEUED, result["error"]
+                self.ended.append((task.label, f"failed (attempt {task.attempts}), retrying", result["duration"]))
+                return
             self.finish(task, FAILED, error=result["error"], duration=result["duration"])
             return
         if task.kind == "foreach":

@@ -42,6 +42,7 @@ class Task:
     cache_key: str | None = None
     duration: float | None = None
     items: int | None = None  # foreach: how many elements
+    attempts: int = 0
 
     @property
     def key(self) -> TaskKey:
@@ -63,6 +64,7 @@ class Task:
             "error": self.error,
             "cache_key": self.cache_key,
             "duration": self.duration,
+            "attempts": self.attempts,
         }
         if self.kind == "foreach":
             data["items"] = self.items
