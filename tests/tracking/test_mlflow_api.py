@@ -308,3 +308,59 @@ def test_experiment_search_uses_the_search_grammar(ml):
     assert names({"filter": "creation_time > 0 and name ILIKE 'N%'"}) == ["nlp"]
     bad = ml.post("experiments/search", {"filter": "metrics.x > 1"})
     assert _error(bad) == (400, "INVALID_PARAMETER_VALUE") and "Unknown key type" in bad.json()["message"]
+
+
+def test_a_batch_that_repeats_some_stored_points_adds_only_the_new_ones(ml):
+    """A retry after a timeout can overlap what the first attempt stored (PostgreSQL then takes the
+    ON CONFLICT path after a unique violation): every distinct point is stored exactly once."""
+    run_id = ml.run()
+
+    def batch(steps):
+        points = [{"key": "loss", "value": s / 10, "timestamp": 5, "step": s} for s in steps]
+        return {"run_id": run_id, "metrics": points}
+
+    assert ml.post("runs/log-batch", batch(range(0, 600))).status_code == 200
+    assert ml.post("runs/log-batch", batch(range(400, 1000))).status_code == 200
+    run = Run.all_teams.get(run_uuid=run_id)
+    steps = list(Metric.objects.filter(run=run, key="loss").order_by("step").values_list("step", flat=True))
+    assert steps == list(range(1000))
+    assert LatestMetric.objects.get(run=run, key="loss").step == 999
+
+
+def _search(ml, filter_string: str, order_by: list[str] | None = None) -> list[str]:
+    body = {"experiment_ids": ["0"], "filter": filter_string, "order_by": order_by or [], "max_results": 100}
+    response = ml.post("runs/search", body)
+    assert response.status_code == 200, response.content
+    return [r["info"]["run_name"] for r in response.json().get("runs", [])]
+
+
+def test_search_equalities_ranges_and_missing_keys(ml):
+    long_value = "x" * 150  # longer than the indexed prefix of a value
+    runs = {
+        "a": ({"opt": "adam", "note": long_value}, {"acc": 0.9}, {"stage": "prod"}),
+        "b": ({"opt": "adam", "note": long_value[:-1] + "y"}, {"acc": 0.4}, {"stage": "dev"}),
+        "c": ({"opt": "sgd"}, {"acc": 0.95}, {"stage": "prod"}),
+        "d": ({}, {"acc": "NaN"}, {}),
+    }
+    for name, (params, metrics, tags) in runs.items():
+        run_id = ml.run()
+        body = {
+            "run_id": run_id,
+            "params": [{"key": k, "value": v} for k, v in params.items()],
+            "metrics": [{"key": k, "value": v, "timestamp": 1, "step": 0} for k, v in metrics.items()],
+            "tags": [{"key": k, "value": v} for k, v in {**tags, "mlflow.runName": name}.items()],
+        }
+        assert ml.post("runs/log-batch", body).status_code == 200
+
+    assert sorted(_search(ml, "params.opt = 'adam'")) == ["a", "b"]
+    assert _search(ml, f"params.note = '{long_value}'") == ["a"]
+    assert sorted(_search(ml, "params.opt = 'adam' and tags.stage = 'prod'")) == ["a"]
+    assert sorted(_search(ml, "params.opt = 'adam' and metrics.acc > 0.5")) == ["a"]
+    assert _search(ml, "metrics.acc = 0.95 and params.opt != 'adam'") == ["c"]
+    assert sorted(_search(ml, "params.opt != 'adam'")) == ["c"]  # a run without the param does not match
+    assert _search(ml, "params.opt IS NULL") == ["d"]
+    assert sorted(_search(ml, "metrics.acc >= 0")) == ["a", "b", "c"]  # NaN compares with nothing
+    assert sorted(_search(ml, "tags.stage LIKE 'pr%' and params.opt = 'sgd'")) == ["c"]
+    # Ordered by a metric: numbers first, then NaN, then runs without it; either direction.
+    assert _search(ml, "", ["metrics.acc DESC"])[:4] == ["c", "a", "b", "d"]
+    assert _search(ml, "", ["metrics.acc ASC"])[:4] == ["b", "a", "c", "d"]

@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db import connection
-
 from cellar_server.tracking.downsample import downsample
 from cellar_server.tracking.models import LatestMetric, Metric, MetricBucket
 
@@ -30,15 +28,17 @@ _COLUMNS = (
     "(run_id, key, width, bucket, first_step, first_value, last_step, last_value,"
     " min_step, min_value, max_step, max_value)"
 )
-_ONE_ROW = "(" + ", ".join(["%s"] * 12) + ")"
+# The SQL types of a summary row's columns, in _COLUMNS order (for PostgreSQL's unnest).
+ROW_TYPES = ("int8", "varchar", "int4", "int8", "int8", "float8", "int8", "float8", "int8", "float8", "int8", "float8")
 
 
 def _merge(column: str, condition: str) -> str:
     return f"{column} = CASE WHEN {condition} THEN excluded.{column} ELSE tracking_metricbucket.{column} END"
 
 
+# `{source}` is the rows: VALUES on SQLite, SELECT * FROM unnest(…) on PostgreSQL (services/bulk.py).
 UPSERT_BUCKETS = (
-    f"INSERT INTO tracking_metricbucket {_COLUMNS} VALUES {{rows}} "
+    f"INSERT INTO tracking_metricbucket {_COLUMNS} {{source}} "
     "ON CONFLICT (run_id, key, width, bucket) DO UPDATE SET "
     + ", ".join(
         [
@@ -54,7 +54,6 @@ UPSERT_BUCKETS = (
     )
 )
 # The CASE conditions read the old values, so every column is merged against the row as it was.
-UPSERT_BUCKETS_ONE_ROW = UPSERT_BUCKETS.format(rows=_ONE_ROW)
 
 
 def bucket_rows(run_id: int, points: Iterable[tuple[str, float, int]]) -> list[tuple]:
@@ -106,16 +105,12 @@ def _merge_point(s: list, step: int, value: float) -> None:
 
 
 def write_bucket_rows(cursor, rows: list[tuple]) -> None:
-    if not rows:
-        return
-    if connection.vendor == "sqlite":
-        cursor.executemany(UPSERT_BUCKETS_ONE_ROW, rows)
-        return
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        cursor.execute(
-            UPSERT_BUCKETS.format(rows=", ".join([_ONE_ROW] * len(chunk))), [v for row in chunk for v in row]
-        )
+    """Merge summary rows (from bucket_rows) into the stored ones, in the current transaction.
+    `cursor` is unused; the rows go through services/bulk.py, one statement per 1000 rows."""
+    from cellar_server.tracking.services import bulk
+
+    for start in range(0, len(rows), 1000):
+        bulk.upsert_rows(UPSERT_BUCKETS, rows[start : start + 1000], ROW_TYPES)
 
 
 def width_for(span: int, per_curve: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Func, TextField
 
 from cellar_server.core.scoping import TeamScoped
 
@@ -16,6 +17,22 @@ ACTIVE, DELETED = "active", "deleted"
 LIFECYCLE_CHOICES = [(ACTIVE, "active"), (DELETED, "deleted")]
 RUN_STATUSES = ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
 SOURCE_TYPES = ["notebook", "pipeline", "script", "unknown"]
+
+
+VALUE_PREFIX = 100
+
+
+class ValuePrefix(Func):
+    """The first VALUE_PREFIX characters of a param or tag value, as indexed for search.
+
+    A value may be 8,000 characters, more than a PostgreSQL b-tree entry holds, so the index
+    keeps a prefix. The length is written into the SQL rather than bound as a parameter: a
+    query uses an expression index only if its expression is the index's, character for character.
+    """
+
+    function = "SUBSTR"
+    template = f"%(function)s(%(expressions)s, 1, {VALUE_PREFIX})"
+    output_field = TextField()
 
 
 class Experiment(TeamScoped):
@@ -76,7 +93,8 @@ class Param(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="param_unique_run_key")]
-        indexes = [models.Index(fields=["key", "run"])]
+        # Search by value (`params.lr = '0.01'`) starts here (tracking/search/queries.py).
+        indexes = [models.Index(F("key"), ValuePrefix("value"), F("run"), name="param_key_value_run")]
 
     def __str__(self) -> str:
         return self.key
@@ -89,16 +107,22 @@ class RunTag(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="run_tag_unique_run_key")]
-        indexes = [models.Index(fields=["key", "run"])]
+        indexes = [models.Index(F("key"), ValuePrefix("value"), F("run"), name="run_tag_key_value_run")]
 
     def __str__(self) -> str:
         return self.key
 
 
 class Metric(models.Model):
-    """One point of a metric's history. NaN is stored as value 0 with is_nan (SQLite has no NaN)."""
+    """One point of a metric's history. NaN is stored as value 0 with is_nan (SQLite has no NaN).
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    No database foreign key to the run (db_constraint=False), as on MetricBucket: these are the
+    two tables every logged point writes to, and PostgreSQL checks a foreign key with a trigger
+    per inserted row, at commit — about as long as the insert itself for a 1000-point batch.
+    The write path resolves the run in the same request, runs are deleted only with their team,
+    and Django's on_delete cascade still deletes the points with the run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)
@@ -175,7 +199,7 @@ class MetricBucket(models.Model):
     last, lowest and highest points. Kept at a few widths as points are logged, so a chart of a
     long history reads a few thousand summary rows instead of every point (see tracking/curves.py)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     key = models.CharField(max_length=250)
     width = models.IntegerField()
     bucket = models.BigIntegerField()

@@ -6,6 +6,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
 from cellar_server.core.scoping import team_scope
@@ -72,31 +73,68 @@ class RunData:
     metrics: list[tuple[str, float, bool, int, int]] = field(default_factory=list)  # key, value, is_nan, ts, step
 
 
+# Params, tags and latest metrics of a set of runs in one round trip, tagged 0/1/2 by kind.
+_RUN_DATA_SQL = """
+SELECT 0, run_id, key, value, CAST(NULL AS double precision), CAST(NULL AS boolean), CAST(NULL AS bigint),
+       CAST(NULL AS bigint)
+  FROM tracking_param WHERE run_id IN ({ids})
+UNION ALL
+SELECT 1, run_id, key, value, NULL, NULL, NULL, NULL FROM tracking_runtag WHERE run_id IN ({ids})
+UNION ALL
+SELECT 2, run_id, key, NULL, value, is_nan, timestamp, step FROM tracking_latestmetric WHERE run_id IN ({ids})
+ORDER BY 1, 3
+"""
+
+
 def run_data_for(run_ids: list[int]) -> dict[int, RunData]:
-    """Params, tags and latest metrics of many runs: three queries of plain tuples, no model instances."""
+    """Params, tags and latest metrics of many runs as plain tuples, sorted by key: one query.
+
+    Plain SQL: a search page reads about a thousand of these rows, and the ORM's per-value
+    conversions cost more than the query. The callers resolved the runs within their team."""
     data = {run_id: RunData() for run_id in run_ids}
-    for run_id, key, value in (
-        Param.objects.filter(run_id__in=run_ids).order_by("key").values_list("run_id", "key", "value")
-    ):
-        data[run_id].params.append((key, value))
-    for run_id, key, value in (
-        RunTag.objects.filter(run_id__in=run_ids).order_by("key").values_list("run_id", "key", "value")
-    ):
-        data[run_id].tags.append((key, value))
-    for run_id, *row in (
-        LatestMetric.objects.filter(run_id__in=run_ids)
-        .order_by("key")
-        .values_list("run_id", "key", "value", "is_nan", "timestamp", "step")
-    ):
-        data[run_id].metrics.append(tuple(row))
+    if not run_ids:
+        return data
+    ids = ", ".join(["%s"] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(_RUN_DATA_SQL.format(ids=ids), run_ids * 3)
+        rows = cursor.fetchall()
+    for kind, run_id, key, text, value, is_nan, timestamp, step in rows:
+        if kind == 2:
+            data[run_id].metrics.append((key, value, bool(is_nan), timestamp, step))
+        elif kind == 0:
+            data[run_id].params.append((key, text))
+        else:
+            data[run_id].tags.append((key, text))
     return data
+
+
+# The run columns a search page serializes, in this order (serialize.run_info_row reads them).
+RUN_INFO_COLUMNS = (
+    "pk",
+    "run_uuid",
+    "name",
+    "experiment_id",
+    "user_name",
+    "status",
+    "start_time",
+    "end_time",
+    "artifact_uri",
+    "lifecycle_stage",
+)
 
 
 @dataclass(frozen=True)
 class RunPage:
-    runs: list[Run]
+    runs: list[tuple]  # RUN_INFO_COLUMNS
     data: dict[int, RunData]
+    experiment_numbers: dict[int, int]  # experiment pk -> its number (MLflow's experiment_id)
     next_page_token: str | None
+
+
+def _experiments_by_number(team: Team, numbers: list[int]) -> dict[int, int]:
+    """{experiment pk: number} of the team's experiments with these numbers."""
+    with team_scope(team.id):
+        return dict(Experiment.objects.filter(number__in=numbers).values_list("pk", "number"))
 
 
 def run_search_queryset(
@@ -106,8 +144,12 @@ def run_search_queryset(
     filter_string: str = "",
     order_by: list[str] | None = None,
     view_type: str | None = None,
+    experiment_ids: list[int] | None = None,
 ) -> QuerySet[Run]:
-    """The one search path, shared by the MLflow API and the dashboards. Raises on bad syntax."""
+    """The one search path, shared by the MLflow API and the dashboards. Raises on bad syntax.
+
+    Runs are filtered on `experiment_id` (given, or a subquery on the numbers), never through a
+    join on the experiment, so the (experiment, lifecycle, -start_time) index applies."""
     try:
         clauses = parse_filter(filter_string)
         orders = parse_order_by(order_by)
@@ -115,8 +157,10 @@ def run_search_queryset(
         raise invalid(f"Error on parsing filter: {exc}") from None
     with team_scope(team.id):
         queryset = Run.objects.filter(lifecycle_stage__in=_lifecycles(view_type))
-    if experiment_numbers is not None:
-        queryset = queryset.filter(experiment__number__in=experiment_numbers)
+        if experiment_ids is None and experiment_numbers is not None:
+            experiment_ids = Experiment.objects.filter(number__in=experiment_numbers).values("pk")
+    if experiment_ids is not None:
+        queryset = queryset.filter(experiment_id__in=experiment_ids)
     try:
         queryset = queries.filter_runs(queryset, clauses)
     except SearchSyntaxError as exc:
@@ -134,22 +178,28 @@ def run_search(
     max_results: int | None = None,
     page_token: str | None = None,
 ) -> RunPage:
+    """A page of runs as plain rows (no model instances), their data, and the next page's token."""
     max_results = v.parse_int(max_results, "max_results", default=1000)
     if not 0 < max_results <= MAX_RUNS_PER_PAGE:
         raise invalid(
             f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at most "
             f"{MAX_RUNS_PER_PAGE}, and positive."
         )
-    numbers = [v.parse_int(e, "experiment_ids", required=True) for e in experiment_ids]
+    numbers = _experiments_by_number(team, [v.parse_int(e, "experiment_ids", required=True) for e in experiment_ids])
     queryset = run_search_queryset(
-        team=team, experiment_numbers=numbers, filter_string=filter_string, order_by=order_by, view_type=view_type
+        team=team,
+        experiment_numbers=None,
+        experiment_ids=list(numbers),
+        filter_string=filter_string,
+        order_by=order_by,
+        view_type=view_type,
     )
     offset = decode_page_token(page_token)
-    page = list(queryset.select_related("experiment")[offset : offset + max_results + 1])
+    page = list(queryset.values_list(*RUN_INFO_COLUMNS)[offset : offset + max_results + 1])
     has_more = len(page) > max_results
     page = page[:max_results]
     token = encode_page_token(offset + max_results) if has_more else None
-    return RunPage(page, run_data_for([r.pk for r in page]), token)
+    return RunPage(page, run_data_for([row[0] for row in page]), numbers, token)
 
 
 def experiment_search(

@@ -38,24 +38,48 @@ def run_info(run: Run) -> dict:
     return info
 
 
+def run_info_row(row: tuple, experiment_number: int) -> dict:
+    """run_info from a row of selectors.RUN_INFO_COLUMNS (searches read rows, not models)."""
+    _, run_uuid, name, _, user_name, status, start_time, end_time, artifact_uri, lifecycle_stage = row
+    info = {
+        "run_id": run_uuid,
+        "run_uuid": run_uuid,
+        "run_name": name,
+        "experiment_id": str(experiment_number),
+        "user_id": user_name,
+        "status": status,
+        "start_time": start_time,
+        "artifact_uri": artifact_uri,
+        "lifecycle_stage": lifecycle_stage,
+    }
+    if end_time is not None:
+        info["end_time"] = end_time
+    return info
+
+
 def metric(key: str, value: float, is_nan: bool, timestamp: int, step: int) -> dict:
     return {"key": key, "value": proto_double(value, is_nan), "timestamp": timestamp, "step": step}
 
 
 def run(run: Run, data: RunData, *, model_outputs: list[dict] | None = None) -> dict:
     """A run with its params, tags and latest metrics (selectors.run_data_for)."""
-    payload = {
-        "info": run_info(run),
-        "data": {
-            "metrics": [metric(k, value, is_nan, ts, step) for k, value, is_nan, ts, step in data.metrics],
-            "params": [{"key": k, "value": value} for k, value in data.params],
-            "tags": [{"key": k, "value": value} for k, value in data.tags],
-        },
-        "inputs": {},
-    }
+    payload = {"info": run_info(run), "data": run_data(data), "inputs": {}}
     if model_outputs:
         payload["outputs"] = {"model_outputs": model_outputs}
     return payload
+
+
+def run_row(row: tuple, experiment_number: int, data: RunData) -> dict:
+    """A searched run: its row (selectors.RUN_INFO_COLUMNS) and its data."""
+    return {"info": run_info_row(row, experiment_number), "data": run_data(data), "inputs": {}}
+
+
+def run_data(data: RunData) -> dict:
+    return {
+        "metrics": [metric(k, value, is_nan, ts, step) for k, value, is_nan, ts, step in data.metrics],
+        "params": [{"key": k, "value": value} for k, value in data.params],
+        "tags": [{"key": k, "value": value} for k, value in data.tags],
+    }
 
 
 def history_json(key: str, points: list[tuple], next_page_token: str | None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from cellar_server.core.scoping import team_scope
 from cellar_server.teams.models import Team
@@ -28,6 +28,7 @@ from cellar_server.tracking.models import (
     Run,
     RunTag,
 )
+from cellar_server.tracking.services import bulk
 from cellar_server.tracking.services.experiments import now_ms
 
 _ADJECTIVES = (
@@ -134,7 +135,7 @@ def run_set_lifecycle(*, run: Run, deleted: bool) -> Run:
 
 # A cleaned metric point, in the column order of tracking_metric after run_id:
 # (key, value, is_nan, step, timestamp). Plain tuples: a batch makes a thousand of them.
-MetricRow = tuple[str, float, bool, int, int]
+MetricRow = bulk.MetricRow
 
 
 def _clean_tags(tags: list[dict]) -> list[tuple[str, str]]:
@@ -215,8 +216,7 @@ def run_log_batch(
         raise invalid(f"The run {run.run_uuid} must be in the 'active' state. Current state is {run.lifecycle_stage}.")
     # Everything is prepared before the transaction: on SQLite the write lock is held only for SQL.
     run_pk = run.pk
-    metric_rows = [(run_pk, *p) for p in points]
-    latest_rows = [(run_pk, *p) for p in _latest_per_key(points)]
+    latest = _latest_per_key(points)
     summary_rows = curves.bucket_rows(
         run_pk, ((key, value, step) for key, value, is_nan, step, _ in points if not is_nan)
     )
@@ -231,11 +231,10 @@ def run_log_batch(
                 update_fields=["value"],
             )
             _sync_run_columns(run, new_tags)
-        if metric_rows:
-            with connection.cursor() as cursor:
-                _insert_rows(cursor, _INSERT_METRICS, metric_rows)
-                _insert_rows(cursor, _UPSERT_LATEST, latest_rows)
-                curves.write_bucket_rows(cursor, summary_rows)
+        if points:
+            bulk.insert_points(run_pk, points)
+            bulk.upsert_latest(run_pk, latest)
+            curves.write_bucket_rows(None, summary_rows)
 
 
 def _write_params(run: Run, new_params: dict[str, str]) -> None:
@@ -276,35 +275,6 @@ def _latest_per_key(points: list[MetricRow]) -> list[MetricRow]:
         if current is None or rank > current[0]:
             best[key] = (rank, (key, value, is_nan, step, timestamp))
     return [point for _, point in best.values()]
-
-
-_METRIC_COLUMNS = "(run_id, key, value, is_nan, step, timestamp)"
-# A repeated point (a client retry) is ignored: the history stays exactly once per point.
-_INSERT_METRICS = f"INSERT INTO tracking_metric {_METRIC_COLUMNS} VALUES {{rows}} ON CONFLICT DO NOTHING"
-# The latest value per key, correct under concurrent writers: only a later (step, timestamp, value) wins.
-_UPSERT_LATEST = f"""
-INSERT INTO tracking_latestmetric {_METRIC_COLUMNS}
-VALUES {{rows}}
-ON CONFLICT (run_id, key) DO UPDATE SET
-    value = excluded.value, is_nan = excluded.is_nan, step = excluded.step, timestamp = excluded.timestamp
-WHERE (excluded.step, excluded.timestamp, excluded.value)
-    > (tracking_latestmetric.step, tracking_latestmetric.timestamp, tracking_latestmetric.value)
-"""
-_ROWS_PER_STATEMENT = 1000
-_ONE_ROW = "(%s, %s, %s, %s, %s, %s)"
-
-
-def _insert_rows(cursor, statement: str, rows: list[tuple]) -> None:
-    """Bulk insert without model instances. PostgreSQL: one multi-row INSERT per 1000 rows.
-    SQLite: executemany of one-row statements (its driver loops in C; a 6000-placeholder
-    statement would be re-parsed by Django's placeholder regex on every call)."""
-    if connection.vendor == "sqlite":
-        cursor.executemany(statement.format(rows=_ONE_ROW), rows)
-        return
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        placeholders = ", ".join([_ONE_ROW] * len(chunk))
-        cursor.execute(statement.format(rows=placeholders), [value for row in chunk for value in row])
 
 
 def run_delete_tag(*, run: Run, key: str) -> None:

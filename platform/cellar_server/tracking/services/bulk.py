@@ -1,0 +1,135 @@
+"""Bulk SQL for the logging hot path: metric points, latest values and curve summaries.
+
+A 1000-point batch is one statement per table, never a model instance. How the rows
+reach the database is what differs by engine, because at this size the statement's
+text costs more than the writes:
+
+* SQLite: one multi-row INSERT with `?` placeholders, run on Django's own sqlite3
+  connection inside its transaction. Django's cursor would rewrite every `%s` of a
+  6,000-parameter statement with a regular expression, which takes longer than the
+  insert; the sqlite3 module also keeps the prepared statement for the next batch.
+* PostgreSQL: `INSERT … SELECT * FROM unnest(<one array literal per column>)`: six
+  parameters instead of 6,000 constants for the server to parse. Metric points go in
+  with a plain INSERT inside a savepoint; only if a point is already stored (a client
+  retry) is the batch written again with ON CONFLICT DO NOTHING, which costs about
+  twice as much per row when used for every batch.
+
+Statements executed the SQLite way are recorded in `connection.queries_log` when
+queries are being logged (DEBUG, or CaptureQueriesContext in tests and profile_cellar.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from django.db import IntegrityError, connection, transaction
+
+# (key, value, is_nan, step, timestamp): a cleaned metric point (services/runs.py).
+MetricRow = tuple[str, float, bool, int, int]
+
+_POINT_COLUMNS = "(run_id, key, value, is_nan, step, timestamp)"
+_POINT_TYPES = ("varchar", "float8", "bool", "int8", "int8")
+# A repeated point (a client retry) is ignored: the history stays exactly once per point.
+_INSERT_POINTS = "INSERT INTO tracking_metric " + _POINT_COLUMNS + " {source}"
+_INSERT_POINTS_IGNORING_REPEATS = _INSERT_POINTS + " ON CONFLICT DO NOTHING"
+# The latest value per key, correct under concurrent writers: only a later (step, timestamp, value) wins.
+_UPSERT_LATEST = (
+    "INSERT INTO tracking_latestmetric " + _POINT_COLUMNS + " {source} "
+    "ON CONFLICT (run_id, key) DO UPDATE SET "
+    "value = excluded.value, is_nan = excluded.is_nan, step = excluded.step, timestamp = excluded.timestamp "
+    "WHERE (excluded.step, excluded.timestamp, excluded.value) "
+    "> (tracking_latestmetric.step, tracking_latestmetric.timestamp, tracking_latestmetric.value)"
+)
+_UNIQUE_VIOLATION = "23505"
+
+
+def insert_points(run_id: int, points: Sequence[MetricRow]) -> None:
+    """Append points to the run's histories; points already stored are left as they are."""
+    if not points:
+        return
+    if connection.vendor == "sqlite":
+        _sqlite_execute(_INSERT_POINTS_IGNORING_REPEATS, run_id, points, width=5)
+        return
+    source, params = _unnest_source(run_id, points, _POINT_TYPES)
+    with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():  # a savepoint: a unique violation undoes only this statement
+                cursor.execute(_INSERT_POINTS.format(source=source), params)
+        except IntegrityError as exc:
+            if getattr(exc.__cause__, "pgcode", None) != _UNIQUE_VIOLATION:
+                raise
+            cursor.execute(_INSERT_POINTS_IGNORING_REPEATS.format(source=source), params)
+
+
+def upsert_latest(run_id: int, points: Sequence[MetricRow]) -> None:
+    """Raise each key's latest point to these where they are later (one point per key)."""
+    if not points:
+        return
+    if connection.vendor == "sqlite":
+        _sqlite_execute(_UPSERT_LATEST, run_id, points, width=5)
+        return
+    source, params = _unnest_source(run_id, points, _POINT_TYPES)
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_LATEST.format(source=source), params)
+
+
+def upsert_rows(statement: str, rows: Sequence[tuple], types: Sequence[str]) -> None:
+    """Run `statement` (with a `{source}` where the rows go) over full rows, first column first."""
+    if not rows:
+        return
+    if connection.vendor == "sqlite":
+        _sqlite_execute(statement, None, rows, width=len(types))
+        return
+    source = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+    params = [_array_literal(column, t) for column, t in zip(zip(*rows, strict=True), types, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(statement.format(source=source), params)
+
+
+# --- SQLite ------------------------------------------------------------------------------
+
+
+def _sqlite_execute(statement: str, run_id: int | None, rows: Sequence[tuple], *, width: int) -> None:
+    """One multi-row statement on Django's sqlite3 connection (already inside its transaction)."""
+    one = "(" + ", ".join(["?"] * (width + (run_id is not None))) + ")"
+    sql = statement.format(source="VALUES " + ", ".join([one] * len(rows)))
+    if run_id is None:
+        params = [value for row in rows for value in row]
+    else:
+        params = [value for row in rows for value in (run_id, *row)]
+    connection.ensure_connection()
+    if not connection.queries_logged:
+        connection.connection.execute(sql, params)
+        return
+    started = time.monotonic()
+    try:
+        connection.connection.execute(sql, params)
+    finally:
+        shown = f"{len(rows)} rows: {statement.format(source='VALUES (…)')}"
+        connection.queries_log.append({"sql": shown, "time": f"{time.monotonic() - started:.3f}"})
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _unnest_source(run_id: int, rows: Sequence[tuple], types: Sequence[str]) -> tuple[str, list]:
+    source = "SELECT %s, * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+    columns = zip(*rows, strict=True)
+    return source, [run_id, *(_array_literal(column, t) for column, t in zip(columns, types, strict=True))]
+
+
+def _array_literal(values: Iterable, sql_type: str) -> str:
+    """A PostgreSQL array literal, parsed by the server's fast array input instead of its SQL parser.
+
+    Floats use Python's shortest round-trip repr ('inf', '-inf' are valid input); text is always
+    double-quoted with backslash escapes, so any character survives."""
+    if sql_type in ("varchar", "text"):
+        items = ['"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    elif sql_type == "bool":
+        items = ["t" if v else "f" for v in values]
+    elif sql_type == "float8":
+        items = [repr(float(v)) for v in values]
+    else:
+        items = [str(int(v)) for v in values]
+    return "{" + ",".join(items) + "}"
