@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run is recorded as cancelled", file=sys.stderr)
+        return 130
     print_summary(spec, local)
     if local.ok:
         return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,40 @@ def test_cells_selects_part_of_the_notebook(write_notebook, local_dir):
     result = cellar_run(path, "--cells", "0-1", local_dir=local_dir)
     assert result.returncode == 0, result.stderr
     assert "2 steps" in result.stdout and "three" not in result.stdout
+
+
+def test_ctrl_c_stops_the_run_and_records_it_cancelled(write_notebook, local_dir):
+    path = write_notebook(
+        [
+            ("import time\nprint('started', flush=True)\ntime.sleep(120)\nx = 1", ["step:slow"]),
+            ("y = x + 1", ["step:after"]),
+        ]
+    )
+    env = {**os.environ, "CELLAR_LOCAL_DIR": str(local_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cellar.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        for _ in range(300):  # wait (bounded) until the step is running
+            logs = list((local_dir / "runs").glob("*/logs/slow.stdout"))
+            if logs and "started" in logs[0].read_text():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the step never started")
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    record = json.loads((logs[0].parent.parent / "run.json").read_text())
+    assert record["state"] == "cancelled"
+    assert {t["step"]: t["state"] for t in record["tasks"]} == {"slow": "cancelled", "after": "cancelled"}

@@ -37,7 +37,18 @@ from cellar.pipelines.execute import StepFailed, evaluate_foreach, execute_step,
 from cellar.pipelines.progress import ProgressBar, ProgressState
 from cellar.pipelines.runner.cache import StepCache, cache_key, environment_hash
 from cellar.pipelines.runner.parameters import resolve_parameters
-from cellar.pipelines.runner.plan import CACHED, DONE_OK, FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, Plan, Task
+from cellar.pipelines.runner.plan import (
+    CACHED,
+    CANCELLED,
+    DONE_OK,
+    FAILED,
+    FINAL,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Plan,
+    Task,
+)
 from cellar.pipelines.spec import PipelineSpec
 
 TEAM = "local"
@@ -164,6 +175,7 @@ class _LocalRunner:
         self.ended: list[tuple[str, str, float | None]] = []
         self.in_flight: dict[Future, Task] = {}
         self._last_record = 0.0
+        self.interrupted = False
         (self.directory / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1, sort_keys=True))
 
     # --- scheduling ---------------------------------------------------------------------
@@ -275,7 +287,17 @@ class _LocalRunner:
         self.ended = []
         return state
 
+    def interrupt(self) -> None:
+        self.interrupted = True
+        for task in self.in_flight.values():
+            task.state = CANCELLED
+        self.in_flight.clear()
+        self.plan.cancel_queued()
+        self.write_record(force=True)
+
     def state(self) -> str:
+        if self.interrupted:
+            return CANCELLED
         tasks = self.plan.tasks.values()
         if any(t.state not in FINAL for t in tasks):
             return RUNNING
@@ -306,6 +328,34 @@ class _LocalRunner:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=1, default=repr))
         os.replace(tmp, path)
+
+
+def _schedule(runner: _LocalRunner, pool: ProcessPoolExecutor, report, keep_going: bool) -> None:
+    """Start ready work, collect results, until nothing runs; after a failure start nothing new."""
+    stopping = False
+    while True:
+        if not stopping:
+            runner.start_ready(pool)
+        if report:
+            report(runner.progress_state())
+        if not runner.in_flight:
+            return
+        done, _ = wait(list(runner.in_flight), timeout=0.2, return_when=FIRST_COMPLETED)
+        for future in done:
+            runner.collect(future)
+        if runner.error is not None and not keep_going:
+            stopping = True
+        if any(isinstance(f.exception(), BrokenProcessPool) for f in done if not f.cancelled()):
+            stopping = True  # the pool is unusable; finish with what came back
+        runner.write_record()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    # A step that ignores the interrupt would otherwise keep its worker (and this command) alive.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -341,23 +391,14 @@ def run_pipeline(
     report = ProgressBar() if progress is True else (progress or None)
     runner = _LocalRunner(spec, values, root.resolve(), workers, cache)
     runner.write_record(force=True)
-    stopping = False
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        while True:
-            if not stopping:
-                runner.start_ready(pool)
-            if report:
-                report(runner.progress_state())
-            if not runner.in_flight:
-                break
-            done, _ = wait(list(runner.in_flight), timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                runner.collect(future)
-            if runner.error is not None and not keep_going:
-                stopping = True
-            if any(isinstance(f.exception(), BrokenProcessPool) for f in done if f.done() and not f.cancelled()):
-                stopping = True  # the pool is unusable; finish with what came back
-            runner.write_record()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    try:
+        _schedule(runner, pool, report, keep_going)
+    except BaseException:  # Ctrl-C (or anything else): record the run as cancelled, stop the workers
+        runner.interrupt()
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
     runner.plan.propagate_failures()
     runner.plan.cancel_queued()
     runner.write_record(force=True)
