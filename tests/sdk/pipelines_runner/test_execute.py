@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 
@@ -97,6 +98,12 @@ def test_main_is_the_step_module_while_it_runs_and_restored_after(store):
     with pytest.raises(StepFailed):
         run(Step(name="boom", code="raise RuntimeError('x')"), store)
     assert sys.modules["__main__"] is before
+
+
+def test_a_step_that_changes_directory_does_not_move_the_next(store, tmp_path):
+    before = os.getcwd()
+    run(Step(name="move", code=f"import os\nos.chdir({str(tmp_path)!r})"), store)
+    assert os.getcwd() == before
 
 
 def test_a_missing_output_names_it(store):

@@ -7,6 +7,7 @@ import builtins
 import contextlib
 import io
 import linecache
+import os
 import signal
 import sys
 import threading
@@ -220,6 +221,8 @@ def _run_in_module(
     namespace["__builtins__"] = builtins
     stdout, stderr = _Capture("stdout", on_output), _Capture("stderr", on_output)
     previous_main = sys.modules.get("__main__")
+    # A warm worker runs many steps: one that changes directory must not move the next.
+    previous_cwd = os.getcwd()
     phase = ["parameters"]
     try:
         sys.modules["__main__"] = module
@@ -232,6 +235,8 @@ def _run_in_module(
                 failed.stdout, failed.stderr = stdout.getvalue(), stderr.getvalue()
                 raise failed from exc
     finally:
+        if os.getcwd() != previous_cwd:
+            os.chdir(previous_cwd)
         if previous_main is not None:
             sys.modules["__main__"] = previous_main
         else:
