@@ -2,8 +2,10 @@
 
 Layered layout, top to bottom: a step's layer is its longest path from a source, steps in
 a layer start in notebook order and are then reordered once by the mean position of their
-parents (fewer crossings in fan-outs). Edges are curves labelled with the variables that
-travel along them; `prev:` edges without data are drawn dashed.
+parents (fewer crossings in fan-outs). Edges between neighbouring layers are curves; an edge
+that skips layers (data loaded early, used late) runs in its own lane to the right of the
+steps it passes, so it never crosses a box. Edges are labelled with the variables that travel
+along them; `prev:` edges without data are drawn dashed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 BOX_W, BOX_H = 210, 58
 H_GAP, V_GAP = 36, 70
 PAD = 16
+LANE_GAP = 34  # between the steps' right edge and a skip-layer edge's lane, and between lanes
 CHAR_W = 6.6  # average glyph width at the label font size, for label backgrounds
 
 
@@ -34,6 +37,7 @@ class Edge:
     source: str
     target: str
     variables: list[str] = field(default_factory=list)
+    lane: float | None = None  # x of the vertical lane of an edge that skips layers
 
 
 @dataclass
@@ -78,7 +82,7 @@ def layout(spec: dict[str, Any]) -> Layout:
     for index in sorted(layers):
         row = sorted(layers[index], key=lambda n: order[n])
         if index > 0:
-            row.sort(key=lambda n: (_mean([position[p] for p in parents[n]]), order[n]))
+            row.sort(key=lambda n: (_mean([position.get(p, 0) for p in parents[n]]), order[n]))
         layers[index] = row
         for slot, name in enumerate(row):
             position[name] = slot
@@ -91,22 +95,36 @@ def layout(spec: dict[str, Any]) -> Layout:
             nodes[name].x = left + slot * (BOX_W + H_GAP)
             nodes[name].y = PAD + index * (BOX_H + V_GAP)
     height = PAD * 2 + len(layers) * BOX_H + max(len(layers) - 1, 0) * V_GAP
-    return Layout([nodes[s["name"]] for s in steps], edges, max(width, BOX_W + 2 * PAD), height)
+    width = max(width, BOX_W + 2 * PAD)
+    lane_count = 0
+    for edge in edges:
+        top, bottom = nodes[edge.source].layer, nodes[edge.target].layer
+        if bottom - top > 1:
+            passed = [n for n in nodes.values() if top <= n.layer <= bottom]
+            right = max(n.x + BOX_W for n in passed)
+            lane_count += 1
+            edge.lane = right + LANE_GAP * lane_count
+            width = max(width, edge.lane + 6 + _label_width(edge.variables) + PAD)
+    return Layout([nodes[s["name"]] for s in steps], edges, width, height)
+
+
+def _label_width(variables: list[str]) -> float:
+    return len(_clip(", ".join(variables), 30)) * CHAR_W + 10 if variables else 0.0
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def badges(step: dict[str, Any]) -> list[tuple[str, str]]:
-    """(css class, text) for the small labels under a step's name."""
+def badges(step: dict[str, Any], *, full: bool = False) -> list[tuple[str, str]]:
+    """(css class, text) for the small labels under a step's name (`full`: room for the iterable)."""
     resources = step.get("resources") or {}
-    out = [("pool", resources.get("pool", "cpu"))]
-    if resources.get("gpu"):
-        out.append(("gpu", f"gpu {resources['gpu']}"))
+    pool = resources.get("pool", "cpu")
+    out = [("gpu", f"{pool} ×{resources['gpu']} GPU")] if resources.get("gpu") else [("pool", pool)]
     foreach = step.get("foreach")
     if foreach:
-        out.append(("foreach", f"foreach {foreach.get('item', 'item')} in {foreach.get('iterable', '')}"))
+        text = f"foreach {foreach.get('item', 'item')}"
+        out.append(("foreach", f"{text} in {foreach.get('iterable', '')}" if full else text))
     elif step.get("branch_of"):
         out.append(("branch", "per item"))
     if step.get("join"):
@@ -116,6 +134,26 @@ def badges(step: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _edge_path(a: Node, b: Node, lane: float | None) -> tuple[str, float, float]:
+    """The SVG path of an edge, and the left edge and middle height of its label."""
+    if lane is None:  # neighbouring layers: bottom centre to top centre
+        x1, y1 = a.x + BOX_W / 2, a.y + BOX_H
+        x2, y2 = b.x + BOX_W / 2, b.y - 2
+        bend = max((y2 - y1) / 2, 24)
+        path = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"
+        return path, (x1 + x2) / 2, (y1 + y2) / 2  # centred on the cubic's midpoint (t = 0.5)
+    # Skipping layers: out of the source's right side, down its lane, into the target's right side.
+    x1, y1 = a.x + BOX_W, a.y + BOX_H / 2
+    x2, y2 = b.x + BOX_W + 2, b.y + BOX_H / 2
+    r = min(28.0, (y2 - y1) / 2)
+    path = (
+        f"M{x1:.1f},{y1:.1f} C{lane:.1f},{y1:.1f} {lane:.1f},{y1:.1f} {lane:.1f},{y1 + r:.1f} "
+        f"L{lane:.1f},{y2 - r:.1f} C{lane:.1f},{y2:.1f} {lane:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+    )
+    # Beside the lane in the gap below the source: clear of the boxes, and of other lanes' ends.
+    return path, lane + 6, a.y + BOX_H + V_GAP / 2
 
 
 def render_svg(spec: dict[str, Any], *, link_prefix: str = "#step-") -> SafeString:
@@ -133,26 +171,21 @@ def render_svg(spec: dict[str, Any], *, link_prefix: str = "#step-") -> SafeStri
     ]
     labels = []
     for edge in plan.edges:
-        a, b = by_name[edge.source], by_name[edge.target]
-        x1, y1 = a.x + BOX_W / 2, a.y + BOX_H
-        x2, y2 = b.x + BOX_W / 2, b.y - 2
-        bend = max((y2 - y1) / 2, 24)
+        path, lx, ly = _edge_path(by_name[edge.source], by_name[edge.target], edge.lane)
         dashed = "" if edge.variables else " dag-edge-control"
         parts.append(
-            f'<path class="dag-edge{dashed}" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} '
-            f'{x2:.1f},{y2:.1f}" marker-end="url(#dag-arrow)" '
+            f'<path class="dag-edge{dashed}" d="{path}" marker-end="url(#dag-arrow)" '
             f'data-edge="{escape(edge.source)}-&gt;{escape(edge.target)}"/>'
         )
         if edge.variables:
             full = ", ".join(edge.variables)
             text = _clip(full, 30)
-            # The curve's midpoint (t = 0.5 of the cubic).
-            mx, my = (x1 + x2) / 2, (y1 + y2) / 2
-            w = len(text) * CHAR_W + 10
+            w = _label_width(edge.variables)
+            left = lx if edge.lane is not None else lx - w / 2
             labels.append(
                 f'<g class="dag-label"><title>{escape(full)}</title>'
-                f'<rect x="{mx - w / 2:.1f}" y="{my - 9:.1f}" width="{w:.1f}" height="18" rx="4"/>'
-                f'<text x="{mx:.1f}" y="{my + 4:.1f}" text-anchor="middle">{escape(text)}</text></g>'
+                f'<rect x="{left:.1f}" y="{ly - 9:.1f}" width="{w:.1f}" height="18" rx="4"/>'
+                f'<text x="{left + w / 2:.1f}" y="{ly + 4:.1f}" text-anchor="middle">{escape(text)}</text></g>'
             )
     for node in plan.nodes:
         step = node.step

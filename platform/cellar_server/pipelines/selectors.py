@@ -100,7 +100,7 @@ def production_history(*, pipeline: Pipeline) -> QuerySet[ProductionMove]:
     )
 
 
-def versions_for_compare(*, pipeline: Pipeline) -> list[tuple[int, str]]:
-    """(number, short id) of every version, newest first: the compare form's choices."""
-    rows = PipelineVersion.objects.filter(pipeline=pipeline).order_by("-number").values_list("number", "hash")
-    return [(number, digest[:12]) for number, digest in rows]
+def version_numbers(*, pipeline: Pipeline) -> list[tuple[int, int, str]]:
+    """(pk, number, short id) of every version, newest first: the compare form's choices."""
+    rows = PipelineVersion.objects.filter(pipeline=pipeline).order_by("-number").values_list("pk", "number", "hash")
+    return [(pk, number, digest[:12]) for pk, number, digest in rows]

@@ -69,17 +69,15 @@ def pipeline_detail(request: HttpRequest, access: TeamAccess, pipeline_name: str
     history = list(selectors.production_history(pipeline=pipeline)[: HISTORY_ROWS + 1])
     moves = ProductionMove.objects.filter(pipeline=pipeline).order_by("created_at", "id").only("kind", "to_version")
     target_id = services.rollback_target_id(moves) if history else None
-    choices = selectors.versions_for_compare(pipeline=pipeline)
-    rollback_to = None
-    if target_id is not None:
-        rollback_to = PipelineVersion.objects.filter(pk=target_id).values_list("number", flat=True).first()
+    numbers = selectors.version_numbers(pipeline=pipeline)
+    choices = [(number, short) for _, number, short in numbers]
     context = {
         "access": access,
         "pipeline": pipeline,
         "page": page,
         "history": history[:HISTORY_ROWS],
         "more_history": len(history) > HISTORY_ROWS,
-        "rollback_to": rollback_to,
+        "rollback_to": next((number for pk, number, _ in numbers if pk == target_id), None),
         "can_promote": PROMOTE in access.scopes,
         "choices": choices,
         "compare_to": choices[0][0] if choices else None,
@@ -94,7 +92,10 @@ def version_detail(request: HttpRequest, access: TeamAccess, pipeline_name: str,
     version = _version_or_404(pipeline, ref)
     spec = version.spec
     source = spec.get("source") or {}
-    steps = [{"step": step, "source": source.get(step["name"]), "badges": dag.badges(step)} for step in spec["steps"]]
+    steps = [
+        {"step": step, "source": source.get(step["name"]), "badges": dag.badges(step, full=True)}
+        for step in spec["steps"]
+    ]
     lock = spec.get("environment") or {}
     modules = spec.get("modules") or {}
     imported = sorted({(dist, lock.get(dist, "?")) for dist in modules.values()})
@@ -140,7 +141,7 @@ def _side_by_side_steps(result: dict, old: dict, new: dict) -> list[dict]:
 @team_page(READ)
 def compare(request: HttpRequest, access: TeamAccess, pipeline_name: str) -> HttpResponse:
     pipeline = _pipeline_or_404(pipeline_name)
-    choices = selectors.versions_for_compare(pipeline=pipeline)
+    choices = [(number, short) for _, number, short in selectors.version_numbers(pipeline=pipeline)]
     if not choices:
         raise Http404("This pipeline has no versions.")
     default_to = str(choices[0][0])
