@@ -488,3 +488,17 @@ def test_schema_documents_the_pipelines_api(client):
     assert expected <= paths, expected - paths
     create = schema["paths"][prefix + "{pipeline_name}/versions/"]["post"]
     assert {"application/json", "multipart/form-data"} <= set(create["requestBody"]["content"])
+
+
+def test_kernel_values_catch_an_unserializable_output(api_as, members, team):
+    client = api_as(members["editor"])
+    kernel = {"score": {"ok": False, "type": "socket", "size": None, "error": "cannot pickle 'socket' object"}}
+    body = {"notebook": churn_notebook(), "kernel_values": kernel}
+    response = client.post(BASE + "churn/versions/", body, format="json")
+    assert response.status_code == 400
+    [problem] = response.json()["error"]["detail"]["problems"]
+    assert problem["code"] == "unserializable" and problem["step"] == "train" and problem["cell"] == 5
+    bad = client.post(BASE + "churn/versions/", {**body, "kernel_values": {"score": 1}}, format="json")
+    assert bad.status_code == 400 and error_code(bad) == "invalid"
+    fine = {"score": {"ok": True, "type": "float", "size": 24, "error": None}}
+    assert client.post(BASE + "churn/versions/", {**body, "kernel_values": fine}, format="json").status_code == 201

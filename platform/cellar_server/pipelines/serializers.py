@@ -71,6 +71,15 @@ class NotebookField(serializers.JSONField):
         return data
 
 
+class KernelValueInput(serializers.Serializer):
+    """What a live kernel found when it tried to serialize one variable."""
+
+    ok = serializers.BooleanField()
+    type = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    size = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    error = serializers.CharField(max_length=2000, required=False, allow_blank=True, allow_null=True, default=None)
+
+
 class CompileInput(serializers.Serializer):
     notebook = NotebookField(help_text="The .ipynb file's JSON (nbformat 4).")
     cells = serializers.ListField(
@@ -84,7 +93,7 @@ class CompileInput(serializers.Serializer):
         required=False, allow_null=True, help_text="The promoting interpreter's lock; absent = the target pool's."
     )
     kernel_values = serializers.DictField(
-        child=serializers.DictField(),
+        child=KernelValueInput(),
         required=False,
         allow_null=True,
         help_text='From a live kernel: name -> {"ok", "type", "size", "error"}; checks that outputs serialize.',
