@@ -318,3 +318,16 @@ def test_a_step_past_its_timeout_fails_at_the_line_that_was_running(make_spec, l
     assert states(run) == {"slow": "failed"}
     assert run.error.exc_type == "StepTimeout" and "timeout of 1s" in run.error.message
     assert (run.error.cell, run.error.line) == (2, 3)
+
+
+def test_a_step_without_outputs_runs_every_time(make_spec, local_dir):
+    spec = make_spec(
+        [
+            Step(name="make", code="n = 2", outputs=["n"]),
+            Step(name="report", code="print('n is', n)", inputs={"n": "make"}, upstream=["make"]),
+        ]
+    )
+    run_pipeline(spec, progress=False)
+    again = run_pipeline(spec, progress=False)
+    assert states(again) == {"make": "cached", "report": "succeeded"}
+    assert again.log("report") == "n is 2\n"  # what it is run for

@@ -19,6 +19,13 @@ from cellar.pipelines.execute import ArtifactRef
 from cellar.pipelines.spec import Environment, Step, sha256_json
 
 
+def cacheable(step: Step) -> bool:
+    """Whether a step's results may be reused: not when tagged `cache:off`, and not when it has
+    no outputs. Such a step exists for its side effects (printing a report, logging to the
+    tracking server, writing a file), which a cache hit would silently skip."""
+    return step.cache and bool(step.outputs)
+
+
 def environment_hash(environment: Environment) -> str:
     return sha256_json({"python": environment.python, "lock": environment.lock, "modules": environment.modules})
 

@@ -35,7 +35,7 @@ from typing import Any
 from cellar.artifacts.local import LocalArtifactStore
 from cellar.pipelines.execute import StepFailed, evaluate_foreach, execute_step, load_artifact
 from cellar.pipelines.progress import ProgressBar, ProgressState
-from cellar.pipelines.runner.cache import StepCache, cache_key, environment_hash
+from cellar.pipelines.runner.cache import StepCache, cache_key, cacheable, environment_hash
 from cellar.pipelines.runner.parameters import resolve_parameters
 from cellar.pipelines.runner.plan import (
     CACHED,
@@ -225,7 +225,7 @@ class _LocalRunner:
             environment=self.environment,
             unread=self.plan.unread_iterables.get(step.name) if task.index is not None else None,
         )
-        if not (self.use_cache and step.cache and task.cache_key):
+        if not (self.use_cache and cacheable(step) and task.cache_key):
             return False
         outputs = self.cache.get(task.cache_key)
         if outputs is None or set(outputs) != set(step.outputs):
@@ -256,7 +256,7 @@ class _LocalRunner:
         else:
             task.outputs = result["outputs"]
             step = self.plan.step_of(task)
-            if step.cache and task.cache_key:
+            if cacheable(step) and task.cache_key:
                 self.cache.put(task.cache_key, task.outputs, run=self.id, step=task.label)
         self.finish(task, SUCCEEDED, duration=result["duration"])
 
