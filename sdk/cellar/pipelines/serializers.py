@@ -263,7 +263,14 @@ def serialize(obj: Any) -> tuple[str, bytes]:
 
 
 def deserialize(name: str, data: bytes) -> Any:
-    return get_serializer(name).loads(data)
+    serializer = get_serializer(name)
+    try:
+        return serializer.loads(data)
+    except ImportError as exc:
+        raise SerializationError(
+            f"this value was stored with the '{name}' serializer, which needs a package this environment lacks "
+            f"({exc}); install it where the pipeline runs"
+        ) from exc
 
 
 def _reason(exc: BaseException) -> str:

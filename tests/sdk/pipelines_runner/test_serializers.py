@@ -216,3 +216,9 @@ def test_pickle_is_protocol_5():
     assert name == "pickle"
     assert data[:2] == b"\x80\x05"
     assert pickle.loads(data) == {1, 2}
+
+
+def test_a_value_needing_a_missing_package_says_so():
+    data = b"cnot_installed_anywhere\nModel\n."  # a pickle of a class from a package this environment lacks
+    with pytest.raises(SerializationError, match=r"'pickle' serializer, which needs a package.*not_installed_anywhere"):
+        deserialize("pickle", data)
