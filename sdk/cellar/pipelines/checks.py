@@ -301,6 +301,8 @@ def undefined_problem(
     mine = draft.flow.produced.get(name)
     if name == "display":
         hint = "`display` exists only in IPython; add `from IPython.display import display` (or use print)"
+    elif name == "get_ipython":
+        hint = "`get_ipython` exists only in IPython; a step runs as plain Python, so do it in Python"
     elif mine is not None:
         hint = f"this step assigns it only later (cell {mine[0]}, line {mine[1]}); assign it before it is used"
     elif later is not None:

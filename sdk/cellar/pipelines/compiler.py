@@ -24,8 +24,16 @@ Data
   (imports first, then defs/classes, notebook order), never data. A definition's decorators
   and default values run in the prelude, before inputs are loaded: they may use parameters
   and other definitions, not data.*
-* `display` is not a builtin outside IPython; using it is an undefined name whose message
-  says to import it from IPython.display.*
+* Classes defined in earlier cells travel in the prelude of every later step that has data
+  inputs, even if it never names them: its inputs may be their instances, and unpickling
+  needs the class.*  A star import (`from m import *`) may provide any name nothing else
+  does; it travels to the steps that need such a name.*
+* `display` and `get_ipython` are not builtins outside IPython; using them is an undefined
+  name whose message says what to do.*
+
+Code: each cell's code is normalised (magics removed, CRLF -> LF, lines right-stripped,
+leading/trailing blank lines dropped, the cell dedented) and a step's cells are joined by one
+blank line. A cell left empty is not listed in the step's source map.*
 
 foreach / join
 * `foreach:<iterable>[:<item>]`: the iterable must come from an earlier step or be a
