@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-import pytest
 
 from cellar.pipelines.spec import Environment, PipelineSpec, Resources, Step, StepSource
 
@@ -52,11 +49,6 @@ def churn_notebook(*, threshold: float = 0.5, train_extra: str = "") -> dict[str
     )
 
 
-@pytest.fixture
-def churn():
-    return churn_notebook()
-
-
 def make_spec(code: str = "x = 1", *, steps: int = 2, python: str = "3.11", lock: dict | None = None) -> PipelineSpec:
     """A hand-made spec: a chain of `steps` steps, the first running `code`."""
     built = []
@@ -77,7 +69,3 @@ def make_spec(code: str = "x = 1", *, steps: int = 2, python: str = "3.11", lock
         environment=Environment(python=python, lock=lock or {"numpy": "2.0.0"}, modules={}),
         source={s.name: StepSource(cells=[i], first_lines=[1]) for i, s in enumerate(built)},
     )
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value)
