@@ -102,8 +102,8 @@ def test_unserializable_outputs_reported_by_the_kernel():
 
 
 def test_the_kernel_overrides_the_static_guess():
-    # The kernel says the generator-free values are fine: no static guess is needed for them,
-    # and the static check still catches what the kernel did not report.
+    # What the kernel reports wins over the static guess (here: `log` pickles after all);
+    # outputs it did not report are still checked statically.
     kernel = {"log": {"ok": True, "type": "TextIOWrapper", "size": 10, "error": None}}
     codes = problems_of("err_unserializable_static", kernel_values=kernel)
     assert ("unserializable", 0, "resources", 5) not in codes
