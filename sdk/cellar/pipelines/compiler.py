@@ -289,9 +289,9 @@ def _prelude(prelude_cells: list[PreparedCell], used: list[Definition]) -> str:
     return "\n\n".join(parts)
 
 
-def _code(draft: Draft) -> tuple[str, list[int], list[int]]:
+def _code(draft: Draft) -> tuple[str, list[int], list[int], list[list[int]]]:
     lines: list[str] = []
-    cells, first_lines = [], []
+    cells, first_lines, cell_lines = [], [], []
     for cell in draft.cells:
         code = cell.clean.code if cell.clean else ""
         if not code:
@@ -300,15 +300,16 @@ def _code(draft: Draft) -> tuple[str, list[int], list[int]]:
             lines.append("")
         cells.append(cell.index)
         first_lines.append(len(lines) + 1)
+        cell_lines.append(list(cell.clean.lines))
         lines.extend(code.split("\n"))
     if not cells:
-        cells, first_lines = [draft.cell], [1]
-    return "\n".join(lines), cells, first_lines
+        cells, first_lines, cell_lines = [draft.cell], [1], []
+    return "\n".join(lines), cells, first_lines, cell_lines
 
 
 def _step(draft: Draft, resources) -> Step:
     tags = draft.tags
-    code, _, _ = _code(draft)
+    code, _, _, _ = _code(draft)
     return Step(
         name=draft.name,
         code=code,
@@ -330,5 +331,5 @@ def _step(draft: Draft, resources) -> Step:
 
 
 def _source(draft: Draft) -> StepSource:
-    _, cells, first_lines = _code(draft)
-    return StepSource(cells=cells, first_lines=first_lines)
+    _, cells, first_lines, cell_lines = _code(draft)
+    return StepSource(cells=cells, first_lines=first_lines, cell_lines=cell_lines)

@@ -11,7 +11,7 @@ class Problem:
     # Stable codes: syntax_error, undefined_name, cycle, unknown_prev, duplicate_step,
     # bad_tag, bad_parameters, magic, pip_magic, unknown_pool, resource_unavailable,
     # unserializable, nested_foreach, join_without_foreach, foreach_without_join,
-    # empty_pipeline, bad_notebook, missing_package
+    # empty_pipeline, bad_notebook, missing_package, branch_output
     code: str
     message: str
     cell: int | None = None  # notebook cell index, 0-based, every cell counted

@@ -107,6 +107,10 @@ class StepSource:
 
     cells: list[int]
     first_lines: list[int]
+    # For each cell, the cell line (1-based) of each of its code lines: dropped display
+    # magics and leading blank lines make these differ from a plain offset. Optional so
+    # specs written before it existed still load.
+    cell_lines: list[list[int]] = field(default_factory=list)
 
 
 @dataclass

@@ -42,7 +42,7 @@ def test_json_output(capsys):
     assert data["steps"][1]["foreach"] == {"iterable": "shards", "item": "item"}
     assert data["errors"] == [] and data["warnings"] == []
     assert len(data["hash"]) == 64
-    assert data["source"]["combine"] == {"cells": [2], "first_lines": [1]}
+    assert data["source"]["combine"] == {"cells": [2], "first_lines": [1], "cell_lines": [[1, 2]]}
 
 
 def test_json_errors(capsys):

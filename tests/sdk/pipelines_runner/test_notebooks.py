@@ -194,3 +194,15 @@ def test_check_values_from_a_live_namespace_feeds_the_compiler(write_notebook):
         compile_notebook(path, kernel_values=kernel)
     problems = [p for p in caught.value.problems if p.code == "unserializable"]
     assert len(problems) == 1 and "'guard'" in problems[0].message and "_thread.lock" in problems[0].message
+
+
+def test_the_failing_line_is_the_cell_line_after_dropped_magics_and_blank_lines(write_notebook, local_dir):
+    # Leading blank lines and a display-only magic are not in the step's code, yet the error
+    # must point at the line the user sees in the cell (line 5 here), not at the code's line 2.
+    cells = [
+        ("x = 0", ["step:prepare"]),
+        ("\n\n%matplotlib inline\ny = 1\nz = 1 / x", ["step:divide"]),
+    ]
+    run = run_pipeline(compile_path(write_notebook(cells)), progress=False)
+    assert run.state == "failed"
+    assert (run.error.step, run.error.cell, run.error.line) == ("divide", 1, 5)

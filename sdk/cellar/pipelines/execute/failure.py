@@ -142,7 +142,10 @@ def _map_line(line: int, source: StepSource | None) -> tuple[int | None, int | N
             index = i
     if index is None:
         return None, None
-    return source.cells[index], line - source.first_lines[index] + 1
+    offset = line - source.first_lines[index]  # 0-based line within the cell's code
+    if index < len(source.cell_lines) and 0 <= offset < len(source.cell_lines[index]):
+        return source.cells[index], source.cell_lines[index][offset]
+    return source.cells[index], offset + 1
 
 
 def _user_frames(step: str, tb: types.TracebackType | None, source: StepSource | None) -> list[Frame]:
