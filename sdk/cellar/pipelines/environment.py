@@ -104,5 +104,7 @@ def check_environment(
             want, have = spec_env.lock.get(dist), pool_env.lock.get(dist)
             if want and have and want != have and dist not in seen_warnings:
                 seen_warnings.add(dist)
-                report.warnings.append(f"'{dist}' is {want} where the pipeline was promoted but {have} on pool '{pool}'")
+                report.warnings.append(
+                    f"'{dist}' is {want} where the pipeline was promoted but {have} on pool '{pool}'"
+                )
     return report

@@ -152,7 +152,9 @@ class PipelineSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineSpec:
         if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported pipeline spec format {data.get('format')!r} (this SDK reads {FORMAT_VERSION})")
+            raise ValueError(
+                f"unsupported pipeline spec format {data.get('format')!r} (this SDK reads {FORMAT_VERSION})"
+            )
         steps = []
         for raw in data["steps"]:
             raw = dict(raw)
