@@ -39,7 +39,9 @@ install: $(RUNTIME_STAMP)
 up: $(RUNTIME_STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py cellar_init
-	export PATH="$(abspath $(BIN)):$$PATH" REDIS_URL="$$($(PY) manage.py cellar_env --get REDIS_URL)"; \
+	export PATH="$(abspath $(BIN)):$$PATH" REDIS_URL="$$($(PY) manage.py cellar_env --get REDIS_URL)" \
+	  ARTIFACT_STORE_URL="$$($(PY) manage.py cellar_env --get ARTIFACT_STORE_URL)" \
+	  CELLAR_API_URL="$${CELLAR_API_URL:-http://127.0.0.1:$${CELLAR_PORT:-8000}}"; \
 	  exec $(BIN)/honcho start -f Procfile
 
 ## test: lint, then the whole suite (unit, API, processes, browser) on $DATABASE_URL, then the

@@ -1,0 +1,86 @@
+"""The engine's wire contract between the control plane and the pool agents (JSON only).
+
+A **batch** is one broker message on `pool.<name>`: one step of one run and one or more of
+its tasks (micro-batching: many small tasks, one message, one task record each). The agent
+answers through the engine API (`/api/v1/engine/…`), never through the broker:
+
+    POST claims/      {"worker", "tasks": [Lease]}           -> {"claimed": [id], "refused": {id: reason}}
+    POST heartbeats/  {"worker", "tasks": [Lease]}           -> {"alive": [id], "cancel": [id], "stale": [id]}
+    POST results/     {"worker", "results": [TaskReport]}    -> {"accepted": [id], "refused": {id: reason}}
+
+Every entry carries its task's **token** (opaque to the worker, signed by the server, scoped
+to that task's team and run) and **lease**; the server refuses anything whose lease is not
+the task's current one (fencing). Ids are task ids (integers) rendered as strings in maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+WIRE_VERSION = 1
+STEP, EXPAND = "step", "expand"  # run the step / evaluate a foreach step's iterable
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+
+
+@dataclass
+class TaskItem:
+    task: int
+    attempt: int
+    lease: str
+    token: str
+    kind: str = STEP
+    index: int | None = None  # foreach element index for branch tasks
+    # name -> ArtifactRef dict, or a list of them (a join's branch inputs, in element order)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    item: dict[str, Any] | None = None  # the foreach element's ArtifactRef dict
+
+
+@dataclass
+class Batch:
+    team: str  # slug: the artifact prefix teams/<team>/…
+    run: int  # PipelineRun id
+    tracking_run: str  # the tracking run (MLflow run id) steps log to
+    step: dict[str, Any]  # Step as plain data (spec.Step fields)
+    tasks: list[TaskItem]
+    parameters: dict[str, Any] = field(default_factory=dict)  # values of the parameters the step reads
+    source: dict[str, Any] | None = None  # StepSource as plain data
+    environment: str = ""  # environment hash: executors are kept per (team, environment)
+    api_url: str = ""  # where to answer
+    timeout: int | None = None  # seconds per task
+    v: int = WIRE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Batch:
+        if data.get("v") != WIRE_VERSION:
+            raise ValueError(f"unsupported batch version {data.get('v')!r} (this worker reads {WIRE_VERSION})")
+        fields = dict(data)
+        fields["tasks"] = [TaskItem(**t) for t in data["tasks"]]
+        return cls(**fields)
+
+
+@dataclass
+class Lease:
+    task: int
+    lease: str
+    token: str
+
+
+@dataclass
+class TaskReport:
+    task: int
+    lease: str
+    token: str
+    state: str  # succeeded | failed | cancelled
+    outputs: dict[str, Any] = field(default_factory=dict)  # name -> ArtifactRef dict (kind "step")
+    items: list[dict[str, Any]] | None = None  # foreach elements as ArtifactRef dicts (kind "expand")
+    error: dict[str, Any] | None = None  # StepFailed.to_dict() or {"type", "message"} for infrastructure errors
+    logs: dict[str, Any] = field(default_factory=dict)  # "stdout"/"stderr" -> ArtifactRef dict
+    started_at: float | None = None  # unix seconds
+    ended_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
