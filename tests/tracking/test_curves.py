@@ -85,8 +85,17 @@ def test_short_histories_are_read_raw(run):
 
 
 @pytest.mark.parametrize(
-    "span,per_curve,width",
-    [(10, 50, 1), (3_999, 1000, 1), (5_000, 1000, 64), (10_000, 50, 1024), (100_000, 1000, 1024), (10**9, 50, 65536)],
+    "span,per_curve,runs,width",
+    [
+        (10, 50, 100, 1),
+        (3_999, 1000, 5, 1),
+        (16_000, 1000, 1, 1),  # one run's chart draws up to RAW_POINTS steps from every point
+        (5_000, 1000, 5, 256),
+        (20_000, 1000, 1, 256),
+        (10_000, 50, 100, 1024),
+        (100_000, 1000, 1, 1024),
+        (10**9, 50, 100, 65536),
+    ],
 )
-def test_width_choice(span, per_curve, width):
-    assert curves.width_for(span, per_curve) == width
+def test_width_choice(span, per_curve, runs, width):
+    assert curves.width_for(span, per_curve, runs) == width

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from dataclasses import dataclass, field
 
@@ -168,6 +169,34 @@ def run_search_queryset(
     return queries.order_runs(queryset, orders)
 
 
+@functools.lru_cache(maxsize=256)
+def _run_page_sql(
+    team: Team,
+    experiment_ids: tuple[int, ...],
+    filter_string: str,
+    order_by: tuple[str, ...],
+    view_type: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[str, tuple]:
+    """The SQL of one page of a search, compiled once per distinct search.
+
+    Building and compiling the queryset takes Django about 2.5 ms, more than SQLite takes to
+    answer it; a client that pages, polls or repeats a search reuses the text (as SQLAlchemy's
+    compiled cache does for MLflow's server). The SQL depends only on these arguments.
+    Invalid searches raise, and exceptions are not cached."""
+    queryset = run_search_queryset(
+        team=team,
+        experiment_numbers=None,
+        experiment_ids=list(experiment_ids),
+        filter_string=filter_string,
+        order_by=list(order_by),
+        view_type=view_type,
+    )
+    page = queryset.values_list(*RUN_INFO_COLUMNS)[offset : offset + limit]
+    return page.query.sql_with_params()
+
+
 def run_search(
     *,
     team: Team,
@@ -186,16 +215,13 @@ def run_search(
             f"{MAX_RUNS_PER_PAGE}, and positive."
         )
     numbers = _experiments_by_number(team, [v.parse_int(e, "experiment_ids", required=True) for e in experiment_ids])
-    queryset = run_search_queryset(
-        team=team,
-        experiment_numbers=None,
-        experiment_ids=list(numbers),
-        filter_string=filter_string,
-        order_by=order_by,
-        view_type=view_type,
-    )
     offset = decode_page_token(page_token)
-    page = list(queryset.values_list(*RUN_INFO_COLUMNS)[offset : offset + max_results + 1])
+    sql, params = _run_page_sql(
+        team, tuple(sorted(numbers)), filter_string, tuple(order_by or ()), view_type, offset, max_results + 1
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        page = cursor.fetchall()
     has_more = len(page) > max_results
     page = page[:max_results]
     token = encode_page_token(offset + max_results) if has_more else None

@@ -89,6 +89,10 @@ def _run(caller: Caller, f: Fields) -> Run:
     return runs.run_get(team=caller.team, run_id=f.get("run_id") or f.get("run_uuid"))
 
 
+def _run_to_log(caller: Caller, f: Fields) -> Run:
+    return runs.run_for_logging(team=caller.team, run_id=f.get("run_id") or f.get("run_uuid"))
+
+
 def _model_outputs(caller: Caller, run: Run) -> list[dict]:
     with team_scope(caller.team.id):
         rows = LoggedModel.objects.filter(output_run=run).values_list("model_id", "output_step")
@@ -143,17 +147,17 @@ def run_log_metric(caller: Caller, f: Fields) -> dict:
     metric = {"key": f.required("key"), "value": f.get("value"), "timestamp": f.get("timestamp"), "step": f.get("step")}
     if metric["value"] is None:
         raise invalid("Missing value for required parameter 'value'.")
-    runs.run_log_batch(run=_run(caller, f), metrics=[metric])
+    runs.run_log_batch(run=_run_to_log(caller, f), metrics=[metric])
     return {}
 
 
 def run_log_param(caller: Caller, f: Fields) -> dict:
-    runs.run_log_batch(run=_run(caller, f), params=[{"key": f.required("key"), "value": f.get("value")}])
+    runs.run_log_batch(run=_run_to_log(caller, f), params=[{"key": f.required("key"), "value": f.get("value")}])
     return {}
 
 
 def run_set_tag(caller: Caller, f: Fields) -> dict:
-    runs.run_log_batch(run=_run(caller, f), tags=[{"key": f.required("key"), "value": f.get("value")}])
+    runs.run_log_batch(run=_run_to_log(caller, f), tags=[{"key": f.required("key"), "value": f.get("value")}])
     return {}
 
 
@@ -163,7 +167,8 @@ def run_delete_tag(caller: Caller, f: Fields) -> dict:
 
 
 def run_log_batch(caller: Caller, f: Fields) -> dict:
-    runs.run_log_batch(run=_run(caller, f), metrics=f.list("metrics"), params=f.list("params"), tags=f.list("tags"))
+    run = _run_to_log(caller, f)
+    runs.run_log_batch(run=run, metrics=f.list("metrics"), params=f.list("params"), tags=f.list("tags"))
     return {}
 
 
