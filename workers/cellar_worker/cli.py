@@ -12,12 +12,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pool", default=os.environ.get("CELLAR_POOL", "cpu"), help="pool name (queue pool.<name>)")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("CELLAR_WORKER_CONCURRENCY", "1")))
     parser.add_argument("--loglevel", default=os.environ.get("CELLAR_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--api-url", default=None, help="the engine API when a batch names none (default: $CELLAR_API_URL)"
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=float,
+        default=None,
+        help="seconds before Redis redelivers an unacknowledged message (default: "
+        "$CELLAR_BROKER_VISIBILITY_TIMEOUT or 3600; keep it above the engine's claim grace)",
+    )
     args = parser.parse_args(argv)
 
     # The pool name must be known before the app module configures its default queue.
     os.environ["CELLAR_POOL"] = args.pool
     # The agent must never hold database credentials (ARCHITECTURE.md, "Trust boundary").
     os.environ.pop("DATABASE_URL", None)
+    if args.api_url:
+        os.environ["CELLAR_API_URL"] = args.api_url
+    if args.visibility_timeout is not None:
+        os.environ["CELLAR_BROKER_VISIBILITY_TIMEOUT"] = str(args.visibility_timeout)
     from cellar_worker.app import app, broker_url, pool_queue
 
     app.conf.broker_url = broker_url()
@@ -28,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             pool_queue(args.pool),
             "--hostname",
             f"{args.pool}@%h",
+            # Threads: a batch only waits on its executor process and on HTTP, and one process
+            # lets every batch of a team reuse that team's warm executors.
+            "--pool",
+            "threads",
             "--concurrency",
             str(args.concurrency),
             "--loglevel",

@@ -1,0 +1,131 @@
+"""The pool agent's task: `cellar.pool.run_batch`, one Batch (wire.py) per broker message.
+
+Reliability comes from the engine's leases, not from the broker: the message is acknowledged
+late (after the batch) and rejected back to the queue if the worker is lost, prefetch is 1,
+and whatever the broker delivers twice is refused at claim (batches.py). The agent holds the
+broker connection only; user code runs in executor processes that hold neither the broker
+nor the database (executors.py).
+
+One `Agent` per worker process, built on the first batch: the warm executors, the heartbeat
+thread and an engine client per API URL, shared by the worker's threads (the Celery pool is
+`threads`: the agent only waits on executors and HTTP, and one process lets every batch of a
+team reuse that team's warm executors).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from celery.signals import worker_shutdown
+
+from cellar.artifacts import store_from_url
+from cellar.pipelines.wire import Batch
+from cellar_worker import config
+from cellar_worker.app import app
+from cellar_worker.batches import BatchRun
+from cellar_worker.engine_client import EngineClient
+from cellar_worker.executors import ExecutorPool, executor_environment
+from cellar_worker.heartbeats import Heartbeats
+
+logger = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        pool: str,
+        default_api_url: str,
+        artifact_store_url: str,
+        heartbeat_interval: float = 5.0,
+        idle_seconds: float = 600.0,
+        max_idle: int = 8,
+        timeout_grace: float = 5.0,
+        env_pass: list[str] | None = None,
+    ):
+        self.pool = pool
+        self.worker = f"{pool}@{socket.gethostname()}:{os.getpid()}"
+        self.default_api_url = default_api_url.rstrip("/")
+        self.store = store_from_url(artifact_store_url)
+        self.timeout_grace = timeout_grace
+        env = executor_environment(artifact_store_url=artifact_store_url, extra=env_pass or [])
+        self.executors = ExecutorPool(env=env, idle_seconds=idle_seconds, max_idle=max_idle)
+        self._clients: dict[str, EngineClient] = {}
+        self._lock = threading.Lock()
+        self.heartbeats = Heartbeats(client_for=self.client, interval=heartbeat_interval)
+        self.executors.start_reaper()
+        self.heartbeats.start()
+
+    @classmethod
+    def from_environment(cls) -> Agent:
+        return cls(
+            pool=os.environ.get("CELLAR_POOL", "cpu"),
+            default_api_url=config.api_url(),
+            artifact_store_url=config.artifact_store_url(),
+            heartbeat_interval=config.heartbeat_interval(),
+            idle_seconds=config.executor_idle_seconds(),
+            max_idle=config.executor_max_idle(),
+            timeout_grace=config.timeout_grace(),
+            env_pass=config.executor_env_pass(),
+        )
+
+    def client(self, api_url: str) -> EngineClient:
+        with self._lock:
+            client = self._clients.get(api_url)
+            if client is None:
+                client = self._clients[api_url] = EngineClient(api_url, worker=self.worker)
+            return client
+
+    def run_batch(self, batch: Batch) -> dict[str, int]:
+        api_url = (batch.api_url or self.default_api_url).rstrip("/")
+        run = BatchRun(
+            batch,
+            api_url=api_url,
+            client=self.client(api_url),
+            executors=self.executors,
+            heartbeats=self.heartbeats,
+            store=self.store,
+            timeout_grace=self.timeout_grace,
+        )
+        return run.run()
+
+    def close(self) -> None:
+        self.heartbeats.stop()
+        self.executors.close()
+
+
+_agent: Agent | None = None
+_agent_lock = threading.Lock()
+
+
+def current_agent() -> Agent:
+    global _agent
+    with _agent_lock:
+        if _agent is None:
+            _agent = Agent.from_environment()
+        return _agent
+
+
+@worker_shutdown.connect
+def _close_agent(**_: Any) -> None:
+    # Executors would notice the agent is gone and exit; stopping them here is simply sooner.
+    if _agent is not None:
+        _agent.close()
+
+
+@app.task(name="cellar.pool.run_batch", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_batch(payload: dict[str, Any]) -> dict[str, int]:
+    try:
+        batch = Batch.from_dict(payload)
+    except (TypeError, ValueError, KeyError) as exc:
+        # Acknowledged and dropped: redelivering a message this agent cannot read would loop. The
+        # engine re-dispatches its tasks once their claim grace has passed.
+        logger.error("dropping a batch this agent cannot read: %s", exc)
+        return {"claimed": 0, "refused": len(payload.get("tasks") or []) if isinstance(payload, dict) else 0}
+    summary = current_agent().run_batch(batch)
+    logger.info("batch of run %s, step %s: %s", batch.run, batch.step.get("name"), summary)
+    return summary

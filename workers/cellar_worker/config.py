@@ -1,0 +1,71 @@
+"""The pool agent's settings: environment variables with safe local defaults (no Django here).
+
+| Variable                         | Default                       | What it sets                                   |
+| -------------------------------- | ----------------------------- | ---------------------------------------------- |
+| CELLAR_BROKER_URL / REDIS_URL    | (required)                    | the broker; the agent alone holds it           |
+| CELLAR_API_URL                   | http://127.0.0.1:8000         | the engine API, when a batch does not name one |
+| ARTIFACT_STORE_URL               | file://$CELLAR_HOME/artifacts | the artifact store (CELLAR_HOME default ./var) |
+| CELLAR_BROKER_VISIBILITY_TIMEOUT | 3600 s                        | Redis redelivery of unacked messages           |
+| CELLAR_HEARTBEAT_S               | 5 s                           | how often leases in flight are renewed         |
+| CELLAR_EXECUTOR_IDLE_S           | 600 s                         | an idle executor process is stopped after this |
+| CELLAR_EXECUTOR_MAX_IDLE         | 8                             | idle executors kept at most (oldest go first)  |
+| CELLAR_TIMEOUT_GRACE_S           | 5 s                           | past a step's timeout, the executor is killed  |
+| CELLAR_EXECUTOR_ENV_PASS         | (none)                        | extra variable names executors may see         |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def cellar_home() -> Path:
+    # The server resolves a relative CELLAR_HOME against its repository; the agent has no
+    # repository, so against its working directory (where `make up` starts every process).
+    return Path(os.environ.get("CELLAR_HOME", "var")).absolute()
+
+
+def artifact_store_url() -> str:
+    """The same rule as the server's: ARTIFACT_STORE_URL, else a folder under CELLAR_HOME."""
+    return os.environ.get("ARTIFACT_STORE_URL") or f"file://{cellar_home() / 'artifacts'}"
+
+
+def api_url() -> str:
+    return (os.environ.get("CELLAR_API_URL") or "http://127.0.0.1:8000").rstrip("/")
+
+
+def visibility_timeout() -> float:
+    """Seconds before Redis hands an unacknowledged message to another consumer.
+
+    Keep it longer than the engine's claim grace (CELLAR_CLAIM_GRACE, 120 s by default): a
+    message an agent took and lost before claiming is re-dispatched by the reconciler once
+    the grace has passed, and the broker's copy arriving later is then refused as stale.
+    It never decides what runs: a redelivered message whose lease is held by a live agent
+    is refused at claim and dropped, so a step longer than this is not run twice.
+    """
+    return _float("CELLAR_BROKER_VISIBILITY_TIMEOUT", 3600.0)
+
+
+def heartbeat_interval() -> float:
+    return _float("CELLAR_HEARTBEAT_S", 5.0)
+
+
+def executor_idle_seconds() -> float:
+    return _float("CELLAR_EXECUTOR_IDLE_S", 600.0)
+
+
+def executor_max_idle() -> int:
+    return int(_float("CELLAR_EXECUTOR_MAX_IDLE", 8))
+
+
+def timeout_grace() -> float:
+    return _float("CELLAR_TIMEOUT_GRACE_S", 5.0)
+
+
+def executor_env_pass() -> list[str]:
+    return [name.strip() for name in os.environ.get("CELLAR_EXECUTOR_ENV_PASS", "").split(",") if name.strip()]
