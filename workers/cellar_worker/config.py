@@ -42,7 +42,7 @@ def api_url() -> str:
 def visibility_timeout() -> float:
     """Seconds before Redis hands an unacknowledged message to another consumer.
 
-    Keep it longer than the engine's claim grace (CELLAR_CLAIM_GRACE, 120 s by default): a
+    Keep it longer than the engine's claim grace (CELLAR_ENGINE_CLAIM_GRACE, 120 s by default): a
     message an agent took and lost before claiming is re-dispatched by the reconciler once
     the grace has passed, and the broker's copy arriving later is then refused as stale.
     It never decides what runs: a redelivered message whose lease is held by a live agent
