@@ -146,6 +146,41 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Unset: one `cpu` pool with this machine's cores and memory (cellar_server/pipelines/pools.py).
 CELLAR_POOLS = os.environ.get("CELLAR_POOLS", "")
 
+# --- Engine (cellar_server/pipelines/engine/settings.py reads these) --------------------------
+# Where pool agents answer; `make up` exports it to every process.
+CELLAR_API_URL = os.environ.get("CELLAR_API_URL", "http://127.0.0.1:8000")
+# Seconds a dispatched task may wait unclaimed before the reconciler checks its message still exists.
+CELLAR_ENGINE_CLAIM_GRACE = config.env_int("CELLAR_ENGINE_CLAIM_GRACE", 120)
+# Seconds a claim or heartbeat keeps a running task's lease (agents beat every ~5 s).
+CELLAR_ENGINE_LEASE_TTL = config.env_int("CELLAR_ENGINE_LEASE_TTL", 30)
+CELLAR_ENGINE_MAX_LOST = config.env_int("CELLAR_ENGINE_MAX_LOST", 3)
+# Most tasks per broker message: an integer, or JSON per pool {"cpu": 200, "gpu": 1}.
+CELLAR_ENGINE_MAX_BATCH = os.environ.get("CELLAR_ENGINE_MAX_BATCH", "200")
+# Messages in flight per pool worker (the pool's window).
+CELLAR_ENGINE_WINDOW_FACTOR = config.env_int("CELLAR_ENGINE_WINDOW_FACTOR", 2)
+# Total concurrency of each pool's agents: an integer, or JSON per pool {"cpu": 8, "gpu": 2}.
+CELLAR_ENGINE_POOL_WORKERS = os.environ.get("CELLAR_ENGINE_POOL_WORKERS") or os.environ.get(
+    "CELLAR_WORKER_CONCURRENCY", "1"
+)
+# Seconds a dispatch request waits so that a burst of results makes one dispatch.
+CELLAR_ENGINE_DISPATCH_DEBOUNCE = float(os.environ.get("CELLAR_ENGINE_DISPATCH_DEBOUNCE", "0.05"))
+CELLAR_ENGINE_RECONCILE_INTERVAL = config.env_int("CELLAR_ENGINE_RECONCILE_INTERVAL", 5)
+CELLAR_ENGINE_SCHEDULES_INTERVAL = config.env_int("CELLAR_ENGINE_SCHEDULES_INTERVAL", 15)
+# The control worker runs `--beat` (Procfile). `expires`: a tick that waited longer than its own
+# interval (control was down) is dropped rather than run in a pile-up.
+CELERY_BEAT_SCHEDULE = {
+    "engine-reconcile": {
+        "task": "cellar.engine.reconcile",
+        "schedule": float(CELLAR_ENGINE_RECONCILE_INTERVAL),
+        "options": {"expires": float(CELLAR_ENGINE_RECONCILE_INTERVAL)},
+    },
+    "engine-schedules": {
+        "task": "cellar.engine.schedules",
+        "schedule": float(CELLAR_ENGINE_SCHEDULES_INTERVAL),
+        "options": {"expires": float(CELLAR_ENGINE_SCHEDULES_INTERVAL)},
+    },
+}
+
 # --- REST API ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
