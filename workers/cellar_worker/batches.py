@@ -45,17 +45,21 @@ logger = logging.getLogger(__name__)
 LOG_LIMIT = 16 * 1024 * 1024
 
 
-def error_dict(raw: dict[str, Any]) -> dict[str, Any]:
-    """The report's error: StepFailed.to_dict() plus `type`, the exception type the engine reads
-    (a step stopped by its timeout is `TimeoutError` whichever way it was stopped)."""
+def error_dict(raw: dict[str, Any], *, timed_out: bool = False) -> dict[str, Any]:
+    """The report's error: StepFailed.to_dict() plus `type`, and `timed_out` for a step stopped by
+    its timeout (its type is then `TimeoutError` whichever way it was stopped: at the running line,
+    `exc_type` StepTimeout, or by killing the executor)."""
     error = dict(raw)
     exc_type = error.get("exc_type") or error.get("type") or "Error"
     error["exc_type"] = exc_type
-    error["type"] = "TimeoutError" if exc_type in ("StepTimeout", "TimeoutError") else exc_type
+    if timed_out or exc_type == "StepTimeout":
+        error["type"], error["timed_out"] = "TimeoutError", True
+    else:
+        error["type"] = exc_type
     return error
 
 
-def infrastructure_error(step: str, exc_type: str, message: str, *, phase: str) -> dict[str, Any]:
+def infrastructure_error(step: str, exc_type: str, message: str, *, phase: str, timed_out: bool = False) -> dict:
     return error_dict(
         {
             "step": step,
@@ -66,7 +70,8 @@ def infrastructure_error(step: str, exc_type: str, message: str, *, phase: str) 
             "cell": None,
             "line": None,
             "traceback": "",
-        }
+        },
+        timed_out=timed_out,
     )
 
 
@@ -95,7 +100,8 @@ class BatchRun:
         self.report_interval = report_interval
         self._lock = threading.Lock()
         self._signals: dict[int, str] = {}  # task -> CANCEL | STALE, from the heartbeat thread
-        self._current: tuple[int, Executor] | None = None
+        # the task running now: (task id, its executor, when it started (monotonic), its timeout)
+        self._current: tuple[int, Executor, float, float | None] | None = None
         self._pending: list[TaskReport] = []
         self._last_report = time.monotonic()
         self.summary = {"claimed": 0, "refused": 0, "reported": 0, "abandoned": 0}
@@ -106,7 +112,10 @@ class BatchRun:
         with self._lock:
             self._signals.setdefault(task_id, signal)
             if self._current is not None and self._current[0] == task_id:
-                self._current[1].kill(signal)
+                _, executor, started, timeout = self._current
+                # The engine also cancels a task it sees running past its timeout: that is a timeout.
+                overdue = signal == CANCEL and timeout and time.monotonic() - started >= timeout
+                executor.kill("timeout" if overdue else signal)
 
     # --- the batch ---------------------------------------------------------------------------
 
@@ -170,7 +179,7 @@ class BatchRun:
         with self._lock:
             arrived = item.task in self._signals  # a signal came while the executor was starting
             if not arrived:
-                self._current = (item.task, executor)
+                self._current = (item.task, executor, time.monotonic(), timeout)
         if arrived:
             return self.run_item(item, executor, logs)
         try:
@@ -197,7 +206,7 @@ class BatchRun:
                 f"the step ran longer than its timeout of {timeout}s (tag timeout:) and was stopped; "
                 f"speed it up or raise the limit"
             )
-            error = infrastructure_error(step, "TimeoutError", message, phase="timeout")
+            error = infrastructure_error(step, "TimeoutError", message, phase="timeout", timed_out=True)
             self.add_report(item, FAILED, started=started, error=error, out=out, err=err)
         elif exc.reason == STALE:
             self.abandon(item, "its lease went stale while it ran")
