@@ -2,10 +2,11 @@
 
 from django.urls import path
 
-from cellar_server.pipelines import apis
+from cellar_server.pipelines import apis, engine_apis, run_apis
 
 PIPELINES = "teams/<slug:team_slug>/pipelines/"
 PIPELINE = PIPELINES + "<str:pipeline_name>/"
+RUN = PIPELINE + "runs/<int:run_number>/"
 
 urlpatterns = [
     path(PIPELINES, apis.PipelineApi.as_view({"get": "list"}), name="pipeline-list"),
@@ -36,5 +37,34 @@ urlpatterns = [
         PIPELINE + "production/rollback/",
         apis.PipelineProductionApi.as_view({"post": "rollback"}),
         name="pipeline-production-rollback",
+    ),
+    # runs (engine/run_apis.py)
+    path(
+        PIPELINE + "runs/", run_apis.PipelineRunApi.as_view({"get": "list", "post": "create"}), name="pipeline-run-list"
+    ),
+    path(RUN, run_apis.PipelineRunApi.as_view({"get": "retrieve"}), name="pipeline-run-detail"),
+    path(RUN + "cancel/", run_apis.PipelineRunApi.as_view({"post": "cancel"}), name="pipeline-run-cancel"),
+    path(RUN + "resume/", run_apis.PipelineRunApi.as_view({"post": "resume"}), name="pipeline-run-resume"),
+    path(RUN + "tasks/", run_apis.PipelineRunApi.as_view({"get": "tasks"}), name="pipeline-run-tasks"),
+    # the worker API: pool agents, authenticated by per-task tokens (engine_apis.py)
+    path("engine/claims/", engine_apis.ClaimsApi.as_view(), name="engine-claims"),
+    path("engine/heartbeats/", engine_apis.HeartbeatsApi.as_view(), name="engine-heartbeats"),
+    path("engine/results/", engine_apis.ResultsApi.as_view(), name="engine-results"),
+]
+
+# Schedules of a pipeline's production version (engine). Kept in their own block and import so
+# that the engine's other routes can be added beside them without touching these lines.
+from cellar_server.pipelines import schedule_apis  # noqa: E402
+
+urlpatterns += [
+    path(
+        PIPELINE + "schedules/",
+        schedule_apis.PipelineScheduleApi.as_view({"get": "list", "post": "create"}),
+        name="pipeline-schedule-list",
+    ),
+    path(
+        PIPELINE + "schedules/<int:schedule_id>/",
+        schedule_apis.PipelineScheduleApi.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="pipeline-schedule-detail",
     ),
 ]
