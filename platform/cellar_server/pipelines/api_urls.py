@@ -51,3 +51,20 @@ urlpatterns = [
     path("engine/heartbeats/", engine_apis.HeartbeatsApi.as_view(), name="engine-heartbeats"),
     path("engine/results/", engine_apis.ResultsApi.as_view(), name="engine-results"),
 ]
+
+# Schedules of a pipeline's production version (engine). Kept in their own block and import so
+# that the engine's other routes can be added beside them without touching these lines.
+from cellar_server.pipelines import schedule_apis  # noqa: E402
+
+urlpatterns += [
+    path(
+        PIPELINE + "schedules/",
+        schedule_apis.PipelineScheduleApi.as_view({"get": "list", "post": "create"}),
+        name="pipeline-schedule-list",
+    ),
+    path(
+        PIPELINE + "schedules/<int:schedule_id>/",
+        schedule_apis.PipelineScheduleApi.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="pipeline-schedule-detail",
+    ),
+]
