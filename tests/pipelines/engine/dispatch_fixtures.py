@@ -22,14 +22,17 @@ from cellar_server.teams.roles import scopes_for
 from tests.pipelines.engine.conftest import fanout_notebook, linear_notebook
 
 
-def version_for(team: Team, notebook: dict[str, Any] | None = None, name: str = "fan") -> PipelineVersion:
-    """A version of `notebook` (the fan-out notebook by default) in `team`."""
+def version_for(
+    team: Team, notebook: dict[str, Any] | None = None, name: str = "fan", *, production: bool = False
+) -> PipelineVersion:
+    """A version of `notebook` (the fan-out notebook by default) in `team`, optionally made production."""
     outcome = services.pipeline_version_create(
         team=team,
         pipeline_name=name,
         notebook=notebook or fanout_notebook(),
         actor=SYSTEM,
         scopes=scopes_for("admin"),
+        production=production,
     )
     return outcome.version
 

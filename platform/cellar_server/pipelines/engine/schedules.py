@@ -23,7 +23,7 @@ from cellar.pipelines.runner.parameters import ParameterError, resolve_parameter
 from cellar.pipelines.spec import PipelineSpec
 from cellar_server.core.exceptions import ServiceError
 from cellar_server.core.scoping import team_scope
-from cellar_server.pipelines.models import Pipeline, PipelineRun, PipelineVersion, Schedule
+from cellar_server.pipelines.models import Pipeline, PipelineVersion, Schedule
 from cellar_server.teams.actors import SYSTEM, Actor
 from cellar_server.teams.models import Team
 from cellar_server.teams.services import audit_record
@@ -234,8 +234,8 @@ def _fire(schedule_id: int, *, now: datetime) -> str | None:
                         parameters=schedule.parameters,
                         actor=actor,
                         trigger="schedule",
+                        schedule=schedule,
                     )
-                    PipelineRun.all_teams.filter(pk=run.pk).update(schedule=schedule)
             except (ServiceError, ParameterError) as exc:
                 logger.warning("engine: %s could not start a run of v%s: %s", where, version.number, exc)
                 outcome = "failed"
