@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cellar_server.core.exceptions import ServiceError
-from cellar_server.pipelines.models import PipelineRun, Task
-from tests.pipelines.engine.conftest import fresh, states, task_of, tasks_of
+from tests.pipelines.engine.conftest import states, task_of, tasks_of
 
 pytestmark = pytest.mark.django_db
 

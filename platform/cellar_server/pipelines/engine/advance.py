@@ -33,12 +33,12 @@ from cellar.pipelines.runner.cache import environment_hash
 from cellar.pipelines.spec import PipelineSpec, Step
 from cellar_server.pipelines.engine import cache
 from cellar_server.pipelines.engine.closing import run_close_if_done, run_record_failure
+from cellar_server.pipelines.engine.rows import NewTask, insert_tasks
 from cellar_server.pipelines.models import (
     RUN_TERMINAL,
     TASK_CACHED,
     TASK_DONE_OK,
     TASK_FAILED,
-    TASK_QUEUED,
     PipelineRun,
     PipelineVersion,
     Task,
@@ -46,7 +46,6 @@ from cellar_server.pipelines.models import (
 
 EXPAND, STEP = "expand", "step"
 ALL = None  # every index of the fan-out
-CHUNK = 1000
 LARGE = 500  # above this many indices, read the step's rows whole instead of `index IN (...)`
 NOT_DONE = ["queued", "dispatched", "running", "failed", "cancelled", "upstream_failed"]
 DONE_OK = sorted(TASK_DONE_OK)
@@ -64,6 +63,7 @@ class Graph:
     members: dict[str, tuple[str, ...]]  # fan-out (foreach step) -> its steps, the foreach step first
     unread: dict[str, str]  # foreach step -> its iterable, when its code reads only the item
     environment: str
+    hashed: dict[str, cache.HashedStep]  # step -> what its cache keys need, hashed once
 
     def fanout(self, name: str) -> str | None:
         return self.steps[name].branch_of
@@ -96,6 +96,7 @@ def graph_for(version_id: int) -> Graph:
         members={k: tuple(v) for k, v in members.items()},
         unread={s.name: s.foreach.iterable for s in spec.steps if s.foreach and not reads_iterable(s)},
         environment=environment_hash(spec.environment),
+        hashed={s.name: cache.HashedStep(s) for s in spec.steps},
     )
     _GRAPHS[digest] = graph
     if len(_GRAPHS) > _GRAPHS_KEPT:
@@ -219,7 +220,7 @@ class _Advance:
             return (EXPAND, name, frozenset({-1}))
         return ("branch", name, ALL)
 
-    def after(self, task: Task) -> list[tuple[str, str, frozenset[int] | None]]:
+    def after(self, task: Task | NewTask) -> list[tuple[str, str, frozenset[int] | None]]:
         """What may have become ready because `task` completed."""
         graph, name = self.graph, task.step
         if task.kind == EXPAND:
@@ -284,7 +285,7 @@ class _Advance:
                 wanted = set()
         return sorted(wanted)
 
-    def create(self, what: str, name: str, indices: set[int] | None) -> list[Task]:
+    def create(self, what: str, name: str, indices: set[int] | None) -> list[NewTask]:
         ready = self.ready(what, name, indices)
         if not ready:
             return []
@@ -302,7 +303,7 @@ class _Advance:
             key = ""
             if kind == STEP:
                 key = cache.task_cache_key(
-                    step,
+                    self.graph.hashed[name],
                     inputs=inputs,
                     item=item,
                     parameters=run.parameters,
@@ -310,14 +311,13 @@ class _Advance:
                     unread=self.graph.unread.get(name) if index >= 0 else None,
                 )
             new.append(
-                Task(
+                NewTask(
                     team_id=run.team_id,
                     run_id=run.pk,
                     step=name,
                     index=index,
                     kind=kind,
                     pool=step.resources.pool,
-                    state=TASK_QUEUED,
                     inputs=inputs,
                     item=item,
                     cache_key=key,
@@ -332,7 +332,7 @@ class _Advance:
                     task.state, task.outputs, task.ended_at = TASK_CACHED, outputs, now
                     self.done.setdefault(name, {})[task.index] = outputs
         failed = [
-            Task(
+            NewTask(
                 team_id=run.team_id,
                 run_id=run.pk,
                 step=name,
@@ -346,9 +346,7 @@ class _Advance:
             )
             for index, error in broken
         ]
-        for start in range(0, len(new), CHUNK):
-            Task.all_teams.bulk_create(new[start : start + CHUNK])
-        Task.all_teams.bulk_create(failed)
+        insert_tasks(new + failed)
         run.tasks_total += len(new) + len(failed)
         run.tasks_done += sum(1 for t in new if t.state == TASK_CACHED)
         run.save(update_fields=["tasks_total", "tasks_done"])

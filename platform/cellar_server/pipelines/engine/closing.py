@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from cellar_server.pipelines.engine.rows import NewTask, insert_tasks
 from cellar_server.pipelines.models import (
     RUN_CANCELLED,
     RUN_FAILED,
@@ -32,7 +33,6 @@ from cellar_server.pipelines.models import (
 
 OPEN = sorted({TASK_QUEUED} | TASK_IN_FLIGHT)
 TRACKING_STATUS = {RUN_SUCCEEDED: "FINISHED", RUN_FAILED: "FAILED", RUN_CANCELLED: "KILLED"}
-CHUNK = 1000
 
 
 def error_summary(task: Task, error: dict[str, Any] | None) -> dict[str, Any]:
@@ -140,11 +140,11 @@ def _mark_never_created(run: PipelineRun, graph) -> None:
     """Record `upstream_failed` tasks for what the failure kept from ever being created."""
     counts = _counts(run)
     now = timezone.now()
-    new: list[Task] = []
+    new: list[NewTask] = []
 
     def add(step, index: int, kind: str) -> None:
         new.append(
-            Task(
+            NewTask(
                 team_id=run.team_id,
                 run_id=run.pk,
                 step=step.name,
@@ -173,8 +173,7 @@ def _mark_never_created(run: PipelineRun, graph) -> None:
         for index in range(len(expand.items or [])):
             if index not in present:
                 add(step, index, "step")
-    for start in range(0, len(new), CHUNK):
-        Task.all_teams.bulk_create(new[start : start + CHUNK])
+    insert_tasks(new)
     run.tasks_total += len(new)
 
 

@@ -32,6 +32,7 @@ from cellar_server.pipelines.engine import settings as engine_settings
 from cellar_server.pipelines.engine.advance import graph_for, run_advance
 from cellar_server.pipelines.engine.closing import run_record_failure
 from cellar_server.pipelines.engine.dispatch import dispatch_soon
+from cellar_server.pipelines.engine.rows import save_tasks
 from cellar_server.pipelines.engine.tokens import TokenInvalid, token_verify
 from cellar_server.pipelines.models import (
     TASK_CANCELLED,
@@ -110,7 +111,10 @@ def tasks_claim(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
                 task.state, task.worker, task.started_at, task.lease_expires_at = TASK_RUNNING, worker, now, expires
                 changed.append(task)
                 claimed.append(task_id)
-        Task.all_teams.bulk_update(changed, ["state", "worker", "started_at", "lease_expires_at"], batch_size=500)
+        # Every claimed task gets the same values: one statement.
+        Task.all_teams.filter(pk__in=[t.pk for t in changed]).update(
+            state=TASK_RUNNING, worker=worker[:200], started_at=now, lease_expires_at=expires
+        )
         TaskAttempt.all_teams.filter(lease__in=[t.lease for t in changed], task_id__in=[t.pk for t in changed]).update(
             state=TASK_RUNNING, worker=worker[:200], started_at=now
         )
@@ -232,7 +236,7 @@ def _apply_run(run_id: int, reports: list[TaskReport], worker: str, accepted: li
         for task in changed:  # a retry decided in this batch must not outlive the run's stop
             if task.state == TASK_QUEUED:
                 task.state, task.ended_at = TASK_CANCELLED, now
-    Task.all_teams.bulk_update(changed, TASK_FIELDS, batch_size=500)
+    save_tasks(changed, TASK_FIELDS)
     for (state, key), leases in attempts.items():
         TaskAttempt.all_teams.filter(lease__in=leases).update(
             state=state, worker=worker[:200], ended_at=now, error=attempt_errors.get(key)

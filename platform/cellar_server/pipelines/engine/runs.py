@@ -21,6 +21,7 @@ from cellar_server.core.exceptions import ServiceError
 from cellar_server.pipelines.engine.advance import run_advance
 from cellar_server.pipelines.engine.closing import cancel_unstarted
 from cellar_server.pipelines.engine.dispatch import dispatch_soon
+from cellar_server.pipelines.engine.rows import NewTask, insert_tasks
 from cellar_server.pipelines.models import (
     RUN_CANCELLED,
     RUN_FAILED,
@@ -184,7 +185,7 @@ def _clone_succeeded(*, source: PipelineRun, run: PipelineRun) -> None:
     now = timezone.now()
     rows = Task.all_teams.filter(run_id=source.pk, state__in=sorted(TASK_DONE_OK)).order_by("id")
     clones = [
-        Task(
+        NewTask(
             team_id=run.team_id,
             run_id=run.pk,
             step=task.step,
@@ -205,8 +206,7 @@ def _clone_succeeded(*, source: PipelineRun, run: PipelineRun) -> None:
         )
         for task in rows.iterator(chunk_size=CHUNK)
     ]
-    for start in range(0, len(clones), CHUNK):
-        Task.all_teams.bulk_create(clones[start : start + CHUNK])
+    insert_tasks(clones)
     run.tasks_total += len(clones)
     run.tasks_done += len(clones)
     run.save(update_fields=["tasks_total", "tasks_done"])
