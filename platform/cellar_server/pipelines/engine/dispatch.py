@@ -13,8 +13,9 @@ One call of `dispatch_pool` is one transaction:
    ready task), each turn one batch of its oldest ready (run, step); turns go on until the window
    or every team's quota or backlog is used up. A team's 20,000-task fan-out therefore takes the
    window only while no other team has ready work.
-4. **Leases.** Each task gets attempt += 1, a fresh lease, a TaskAttempt row, state `dispatched`
-   and lease_expires_at = now + claim grace (engine/settings.py).
+4. **Leases.** Each task gets attempt += 1, a fresh lease (a random prefix per batch + the task
+   id), a TaskAttempt row, state `dispatched` and lease_expires_at = now + claim grace
+   (engine/settings.py): one UPDATE and one INSERT per batch.
 5. **Publish on commit.** The messages go out in `transaction.on_commit`: a rolled-back dispatch
    publishes nothing, and a commit whose publish fails (broker down) leaves dispatched tasks whose
    message does not exist, which the reconciler finds and dispatches again (engine/reconcile.py).
@@ -37,16 +38,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from django.db import connection, transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import CharField, Count, F, Min, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from cellar.pipelines.runner.cache import environment_hash
 from cellar.pipelines.spec import Environment
-from cellar.pipelines.wire import Batch, TaskItem
+from cellar.pipelines.wire import Batch
 from cellar_server.pipelines.engine import settings as engine_settings
 from cellar_server.pipelines.engine import tokens
 from cellar_server.pipelines.models import (
@@ -69,6 +71,8 @@ DISPATCH_TASK = "cellar.engine.dispatch"  # pipelines/tasks.py
 # Set while a dispatch request waits in the control queue; the dispatch task clears it when it starts.
 PENDING_KEY = "cellar:engine:dispatch-pending"
 PENDING_TTL = 60  # seconds: a lost request (broker restart) blocks new ones no longer than this
+# Lease = 12 random hex characters + the task id: at most 31 characters (Task.lease holds 32).
+LEASE_PREFIX = 12
 
 
 def pool_queue(pool: str) -> str:
@@ -249,15 +253,38 @@ def _quota_left(*, teams: list[int], pools: list[str], gpu: bool) -> dict[int, i
     return {team: limits.get(team, 0) - used.get(team, 0) for team in teams}
 
 
-def _lock_next_group(ready: QuerySet[Task], *, team: int, limit: int) -> list[Task]:
+class _Ready(NamedTuple):
+    """A locked ready task, as the dispatcher needs it (a row, not a model: thousands per round)."""
+
+    pk: int
+    team_id: int
+    run_id: int
+    step: str
+    attempt: int
+    kind: str
+    index: int
+    inputs: dict[str, Any] | None
+    item: dict[str, Any] | None
+
+
+class _Leased(NamedTuple):
+    """What tokens.task_token signs: the task's team, run, id and new lease."""
+
+    pk: int
+    team_id: int
+    run_id: int
+    lease: str
+
+
+def _lock_next_group(ready: QuerySet[Task], *, team: int, limit: int) -> list[_Ready]:
     """Up to `limit` ready tasks of the team's oldest ready (run, step), locked; [] when none is free."""
     locked = ready.select_for_update(skip_locked=True, of=("self",)).order_by("id")
-    head = locked.filter(team_id=team).values_list("run_id", "step")[:1]
-    head = list(head)
+    head = list(locked.filter(team_id=team).values_list("run_id", "step")[:1])
     if not head:
         return []
     run_id, step = head[0]
-    return list(locked.filter(run_id=run_id, step=step)[:limit])
+    rows = locked.filter(run_id=run_id, step=step).values_list(*_Ready._fields)[:limit]
+    return [_Ready(*row) for row in rows]
 
 
 @dataclass
@@ -293,58 +320,71 @@ def _run_info(run_id: int, runs: dict[int, _RunInfo]) -> _RunInfo:
     return info
 
 
-def _issue(tasks: list[Task], *, now: datetime, runs: dict[int, _RunInfo]) -> dict[str, Any]:
-    """Lease `tasks` (one run, one step) and return their message: a wire.Batch as a dict."""
+def _issue(tasks: list[_Ready], *, now: datetime, runs: dict[int, _RunInfo]) -> dict[str, Any]:
+    """Lease `tasks` (one run, one step) and return their message: a wire.Batch as a dict.
+
+    One UPDATE and one INSERT for the whole batch, whatever its size (the ORM's bulk_update
+    writes a CASE per row and costs seconds per thousand): each lease is this batch's random
+    prefix + the task id, so it differs per row without per-row values and is unique per
+    attempt; the token, signed over it, is what authorizes.
+    """
     expires = now + engine_settings.claim_grace()
-    attempts = []
-    for task in tasks:
-        task.attempt += 1
-        task.lease = uuid.uuid4().hex
-        task.state = TASK_DISPATCHED
-        task.lease_expires_at = expires
-        task.dispatched_at = now
-        task.worker = ""
-        attempts.append(
-            TaskAttempt(
-                team_id=task.team_id,
-                task=task,
-                number=task.attempt,
-                lease=task.lease,
-                state=TASK_DISPATCHED,
-                dispatched_at=now,
-            )
-        )
-    fields = ["attempt", "lease", "state", "lease_expires_at", "dispatched_at", "worker"]
-    Task.all_teams.bulk_update(tasks, fields, batch_size=500)
-    TaskAttempt.all_teams.bulk_create(attempts, batch_size=500)
+    prefix = uuid.uuid4().hex[:LEASE_PREFIX]
+    ids = [task.pk for task in tasks]
+    Task.all_teams.filter(pk__in=ids).update(
+        attempt=F("attempt") + 1,
+        lease=Concat(Value(prefix), Cast("id", output_field=CharField())),
+        state=TASK_DISPATCHED,
+        lease_expires_at=expires,
+        dispatched_at=now,
+        worker="",
+    )
+    _attempts_insert(ids, now=now)
 
     info = _run_info(tasks[0].run_id, runs)
     step = info.steps[tasks[0].step]
+    items = []
+    for task in tasks:
+        lease = f"{prefix}{task.pk}"
+        items.append(
+            {
+                "task": task.pk,
+                "attempt": task.attempt + 1,
+                "lease": lease,
+                "token": tokens.task_token(_Leased(task.pk, task.team_id, task.run_id, lease)),
+                "kind": task.kind,
+                "index": task.index if task.index >= 0 else None,
+                "inputs": task.inputs or {},
+                "item": task.item,
+            }
+        )
     batch = Batch(
         team=info.team,
         run=info.run,
         tracking_run=info.tracking_run,
         step=step,
-        tasks=[
-            TaskItem(
-                task=task.pk,
-                attempt=task.attempt,
-                lease=task.lease,
-                token=tokens.task_token(task),
-                kind=task.kind,
-                index=task.index if task.index >= 0 else None,
-                inputs=task.inputs or {},
-                item=task.item,
-            )
-            for task in tasks
-        ],
+        tasks=[],  # filled below with plain dicts: TaskItem's fields, without a deep copy per task
         parameters={name: info.parameters[name] for name in step.get("parameters", []) if name in info.parameters},
         source=info.source.get(step["name"]),
         environment=info.environment,
         api_url=engine_settings.api_url(),
         timeout=step.get("timeout"),
+    ).to_dict()
+    batch["tasks"] = items
+    return batch
+
+
+def _attempts_insert(ids: list[int], *, now: datetime) -> None:
+    """One TaskAttempt per task, copied from the rows just leased (INSERT ... SELECT)."""
+    quote = connection.ops.quote_name
+    attempt_table, task_table = quote(TaskAttempt._meta.db_table), quote(Task._meta.db_table)
+    placeholders = ", ".join(["%s"] * len(ids))
+    sql = (
+        f"INSERT INTO {attempt_table} (team_id, task_id, number, lease, state, worker, dispatched_at) "
+        f"SELECT team_id, id, attempt, lease, %s, %s, %s FROM {task_table} WHERE id IN ({placeholders})"
     )
-    return batch.to_dict()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [TASK_DISPATCHED, "", connection.ops.adapt_datetimefield_value(now), *ids])
 
 
 def _publish(pool: str, messages: list[dict[str, Any]]) -> None:
