@@ -4,15 +4,17 @@ A 1000-point batch is one statement per table, never a model instance. How the r
 reach the database is what differs by engine, because at this size the statement's
 text costs more than the writes:
 
-* SQLite: one multi-row INSERT with `?` placeholders, run on Django's own sqlite3
-  connection inside its transaction. Django's cursor would rewrite every `%s` of a
-  6,000-parameter statement with a regular expression, which takes longer than the
+* SQLite: one multi-row INSERT with `?` placeholders per table, run on Django's own
+  sqlite3 connection inside its transaction. Django's cursor would rewrite every `%s`
+  of a 6,000-parameter statement with a regular expression, which takes longer than the
   insert; the sqlite3 module also keeps the prepared statement for the next batch.
-* PostgreSQL: `INSERT … SELECT * FROM unnest(<one array literal per column>)`: six
-  parameters instead of 6,000 constants for the server to parse. Metric points go in
-  with a plain INSERT inside a savepoint; only if a point is already stored (a client
-  retry) is the batch written again with ON CONFLICT DO NOTHING, which costs about
-  twice as much per row when used for every batch.
+* PostgreSQL: one statement for all three tables (data-modifying CTEs), each fed by
+  `SELECT … FROM unnest(<one array literal per column>)`: a handful of parameters instead
+  of 6,000 constants for the server to parse, and one round trip. Metric points go in
+  with a plain INSERT; only if one is already stored (a client retry: the statement then
+  fails with a unique violation, raised here as RepeatedPoints) does the caller write the
+  batch again, with ON CONFLICT DO NOTHING, which costs about twice as much per row when
+  used for every batch.
 
 Statements executed the SQLite way are recorded in `connection.queries_log` when
 queries are being logged (DEBUG, or CaptureQueriesContext in tests and profile_cellar.py).
@@ -23,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 
 # (key, value, is_nan, step, timestamp): a cleaned metric point (services/runs.py).
 MetricRow = tuple[str, float, bool, int, int]
@@ -44,34 +46,49 @@ _UPSERT_LATEST = (
 _UNIQUE_VIOLATION = "23505"
 
 
-def insert_points(run_id: int, points: Sequence[MetricRow]) -> None:
-    """Append points to the run's histories; points already stored are left as they are."""
+class RepeatedPoints(Exception):
+    """Some points of the batch are already stored (PostgreSQL's plain insert refused them)."""
+
+
+def write_points(
+    run_id: int,
+    points: Sequence[MetricRow],
+    latest: Sequence[MetricRow],
+    summaries: Sequence[tuple],
+    summary_statement: str,
+    summary_types: Sequence[str],
+    *,
+    ignore_repeats: bool,
+) -> None:
+    """Append points to the run's histories, raise each key's latest value, merge the summaries.
+
+    With `ignore_repeats`, points already stored are left as they are; without it, PostgreSQL
+    raises RepeatedPoints if there are any (the transaction is then unusable: start again).
+    SQLite always ignores repeats, at no extra cost."""
     if not points:
         return
     if connection.vendor == "sqlite":
         _sqlite_execute(_INSERT_POINTS_IGNORING_REPEATS, run_id, points, width=5)
+        _sqlite_execute(_UPSERT_LATEST, run_id, latest, width=5)
+        for start in range(0, len(summaries), 1000):
+            _sqlite_execute(summary_statement, None, summaries[start : start + 1000], width=len(summary_types))
         return
-    source, params = _unnest_source(run_id, points, _POINT_TYPES)
-    with connection.cursor() as cursor:
-        try:
-            with transaction.atomic():  # a savepoint: a unique violation undoes only this statement
-                cursor.execute(_INSERT_POINTS.format(source=source), params)
-        except IntegrityError as exc:
-            if getattr(exc.__cause__, "pgcode", None) != _UNIQUE_VIOLATION:
-                raise
-            cursor.execute(_INSERT_POINTS_IGNORING_REPEATS.format(source=source), params)
-
-
-def upsert_latest(run_id: int, points: Sequence[MetricRow]) -> None:
-    """Raise each key's latest point to these where they are later (one point per key)."""
-    if not points:
-        return
-    if connection.vendor == "sqlite":
-        _sqlite_execute(_UPSERT_LATEST, run_id, points, width=5)
-        return
-    source, params = _unnest_source(run_id, points, _POINT_TYPES)
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_LATEST.format(source=source), params)
+    insert = _INSERT_POINTS_IGNORING_REPEATS if ignore_repeats else _INSERT_POINTS
+    points_source, points_params = _unnest_source(run_id, points, _POINT_TYPES)
+    latest_source, latest_params = _unnest_source(run_id, latest, _POINT_TYPES)
+    parts = [insert.format(source=points_source), _UPSERT_LATEST.format(source=latest_source)]
+    params = [*points_params, *latest_params]
+    if summaries:
+        parts.append(summary_statement.format(source=_unnest_rows_source(summary_types)))
+        params += _array_params(summaries, summary_types)
+    sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts)) + " SELECT 1"
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except IntegrityError as exc:
+        if ignore_repeats or getattr(exc.__cause__, "pgcode", None) != _UNIQUE_VIOLATION:
+            raise
+        raise RepeatedPoints from exc
 
 
 def upsert_rows(statement: str, rows: Sequence[tuple], types: Sequence[str]) -> None:
@@ -81,10 +98,9 @@ def upsert_rows(statement: str, rows: Sequence[tuple], types: Sequence[str]) -> 
     if connection.vendor == "sqlite":
         _sqlite_execute(statement, None, rows, width=len(types))
         return
-    source = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
-    params = [_array_literal(column, t) for column, t in zip(zip(*rows, strict=True), types, strict=True)]
+    params = _array_params(rows, types)
     with connection.cursor() as cursor:
-        cursor.execute(statement.format(source=source), params)
+        cursor.execute(statement.format(source=_unnest_rows_source(types)), params)
 
 
 # --- SQLite ------------------------------------------------------------------------------
@@ -113,10 +129,18 @@ def _sqlite_execute(statement: str, run_id: int | None, rows: Sequence[tuple], *
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
+def _unnest_rows_source(types: Sequence[str]) -> str:
+    return "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+
+
 def _unnest_source(run_id: int, rows: Sequence[tuple], types: Sequence[str]) -> tuple[str, list]:
     source = "SELECT %s, * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
-    columns = zip(*rows, strict=True)
-    return source, [run_id, *(_array_literal(column, t) for column, t in zip(columns, types, strict=True))]
+    return source, [run_id, *_array_params(rows, types)]
+
+
+def _array_params(rows: Sequence[tuple], types: Sequence[str]) -> list[str]:
+    """One array literal per column of `rows`."""
+    return [_array_literal(column, t) for column, t in zip(zip(*rows, strict=True), types, strict=True)]
 
 
 def _array_literal(values: Iterable, sql_type: str) -> str:

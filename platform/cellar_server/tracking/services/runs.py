@@ -238,21 +238,36 @@ def run_log_batch(
     summary_rows = curves.bucket_rows(
         run_pk, ((key, value, step) for key, value, is_nan, step, _ in points if not is_nan)
     )
+    batch = (new_params, new_tags, points, latest, summary_rows)
+    try:
+        _write_batch(run, *batch, ignore_repeats=False)
+    except bulk.RepeatedPoints:  # a retry of points already stored: write it all again, keeping those
+        _write_batch(run, *batch, ignore_repeats=True)
+
+
+def _write_batch(run: Run, params, tags, points, latest, summary_rows, *, ignore_repeats: bool) -> None:
+    """One transaction: it lands entirely or not at all. Points first, so that a batch that repeats
+    stored points (PostgreSQL refuses the plain insert) is found out before anything else is written."""
     with transaction.atomic():
-        if new_params:
-            _write_params(run, new_params)
-        if new_tags:
+        bulk.write_points(
+            run.pk,
+            points,
+            latest,
+            summary_rows,
+            curves.UPSERT_BUCKETS,
+            curves.ROW_TYPES,
+            ignore_repeats=ignore_repeats,
+        )
+        if params:
+            _write_params(run, params)
+        if tags:
             RunTag.objects.bulk_create(
-                [RunTag(run=run, key=k, value=val) for k, val in new_tags.items()],
+                [RunTag(run=run, key=k, value=val) for k, val in tags.items()],
                 update_conflicts=True,
                 unique_fields=["run", "key"],
                 update_fields=["value"],
             )
-            _sync_run_columns(run, new_tags)
-        if points:
-            bulk.insert_points(run_pk, points)
-            bulk.upsert_latest(run_pk, latest)
-            curves.write_bucket_rows(None, summary_rows)
+            _sync_run_columns(run, tags)
 
 
 def _write_params(run: Run, new_params: dict[str, str]) -> None:
