@@ -71,7 +71,8 @@ def _reports(entries: list[dict[str, Any]]) -> list[TaskReport]:
         state = entry.get("state")
         if state not in STATES:
             raise _invalid(f"entry {i}: 'state' must be one of {', '.join(STATES)}; got {state!r}.")
-        outputs, logs = entry.get("outputs") or {}, entry.get("logs") or {}
+        outputs, logs = entry.get("outputs"), entry.get("logs")
+        outputs, logs = {} if outputs is None else outputs, {} if logs is None else logs
         items, error = entry.get("items"), entry.get("error")
         if not isinstance(outputs, dict) or not isinstance(logs, dict):
             raise _invalid(f"entry {i}: 'outputs' and 'logs' must be objects (name -> artifact reference).")
