@@ -85,7 +85,8 @@ def tasks_claim(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
     now = timezone.now()
     expires = now + engine_settings.lease_ttl()
     with transaction.atomic():
-        tasks = {t.pk: t for t in Task.all_teams.select_for_update().filter(pk__in=list(good))}
+        # Rows locked in id order, as every multi-row locker here does: no deadlock between them.
+        tasks = {t.pk: t for t in Task.all_teams.select_for_update().filter(pk__in=list(good)).order_by("pk")}
         cancelled_runs = set(
             PipelineRun.all_teams.filter(pk__in={t.run_id for t in tasks.values()}, cancel_requested=True).values_list(
                 "pk", flat=True
@@ -132,7 +133,11 @@ def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
     `stale`: the lease is not the task's current one any more (drop the work)."""
     good, refused = _verified(leases)
     now = timezone.now()
-    rows = Task.all_teams.filter(pk__in=list(good)).values_list("pk", "lease", "state", "run_id", "step", "started_at")
+    rows = (
+        Task.all_teams.filter(pk__in=list(good))
+        .order_by("pk")
+        .values_list("pk", "lease", "state", "run_id", "step", "started_at")
+    )
     runs = {
         pk: (cancel_requested, version_id)
         for pk, cancel_requested, version_id in PipelineRun.all_teams.filter(pk__in={r[3] for r in rows}).values_list(
@@ -155,8 +160,12 @@ def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
         match = Q()
         for task_id, lease in keep:
             match |= Q(pk=task_id, lease=lease)
-        Task.all_teams.filter(match, state__in=sorted(TASK_IN_FLIGHT)).update(lease_expires_at=now + grace)
-    return {"alive": alive, "cancel": cancel, "stale": stale}
+        with transaction.atomic():
+            # A row a result is writing right now is passed over, not waited for: that task is
+            # finishing, and waiting could deadlock with the result's own locks.
+            live = Task.all_teams.filter(match, state__in=sorted(TASK_IN_FLIGHT)).select_for_update(skip_locked=True)
+            Task.all_teams.filter(pk__in=list(live.values_list("pk", flat=True))).update(lease_expires_at=now + grace)
+    return {"alive": alive, "cancel": cancel, "stale": sorted(stale)}
 
 
 # --- results --------------------------------------------------------------------------------------------
@@ -182,7 +191,8 @@ def tasks_report(*, worker: str, reports: list[TaskReport]) -> dict[str, Any]:
 def _apply_run(run_id: int, reports: list[TaskReport], worker: str, accepted: list, refused: dict) -> None:
     run = PipelineRun.all_teams.select_for_update().get(pk=run_id)
     graph = graph_for(run.version_id)
-    tasks = {t.pk: t for t in Task.all_teams.select_for_update().filter(pk__in=[r.task for r in reports])}
+    locked = Task.all_teams.select_for_update().filter(pk__in=[r.task for r in reports]).order_by("pk")
+    tasks = {t.pk: t for t in locked}
     now = timezone.now()
     changed, completed, entries = [], [], []
     attempts: dict[tuple[str, str], list[str]] = defaultdict(list)  # (state, error key) -> leases
