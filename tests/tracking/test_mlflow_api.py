@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from cellar_server.tracking.models import ArtifactFile, Experiment, LatestMetric, Metric, Param, Run, RunTag
+from cellar_server.tracking.models import (
+    ArtifactFile,
+    Experiment,
+    LatestMetric,
+    Metric,
+    MetricBucket,
+    Param,
+    Run,
+    RunTag,
+)
 from tests.conftest import ROLES
 from tests.factories import mint_token
 
@@ -364,3 +373,22 @@ def test_search_equalities_ranges_and_missing_keys(ml):
     # Ordered by a metric: numbers first, then NaN, then runs without it; either direction.
     assert _search(ml, "", ["metrics.acc DESC"])[:4] == ["c", "a", "b", "d"]
     assert _search(ml, "", ["metrics.acc ASC"])[:4] == ["b", "a", "c", "d"]
+
+
+def test_a_param_rewrite_in_a_batch_leaves_its_points_unwritten(ml):
+    """Points are written first in the batch's transaction; a refusal found later undoes them."""
+    run_id = ml.run()
+    assert ml.post("runs/log-parameter", {"run_id": run_id, "key": "lr", "value": "0.1"}).status_code == 200
+    batch = {
+        "run_id": run_id,
+        "metrics": [{"key": "loss", "value": 1.0, "timestamp": 1, "step": s} for s in range(10)],
+        "params": [{"key": "lr", "value": "0.2"}],
+        "tags": [{"key": "t", "value": "1"}],
+    }
+    response = ml.post("runs/log-batch", batch)
+    assert _error(response) == (400, "INVALID_PARAMETER_VALUE")
+    assert "Changing param values" in response.json()["message"]
+    run = Run.all_teams.get(run_uuid=run_id)
+    assert not Metric.objects.filter(run=run).exists() and not LatestMetric.objects.filter(run=run).exists()
+    assert not RunTag.objects.filter(run=run, key="t").exists()
+    assert not MetricBucket.objects.filter(run=run).exists()
