@@ -21,7 +21,7 @@ import pytest
 from cellar.client import Client
 from cellar.pipelines.cli_promote import follow_run
 from cellar.pipelines.compiler import compile_notebook
-from cellar_server.pipelines.models import Pipeline, PipelineVersion
+from cellar_server.pipelines.models import Pipeline, PipelineRun, PipelineVersion
 from tests.factories import mint_token
 from tests.pipelines.conftest import churn_notebook, code_cell, notebook
 
@@ -113,24 +113,20 @@ def test_a_package_the_server_pool_lacks_is_the_servers_error(server, tmp_path, 
     assert "surely_not_installed_pkg" in result.stderr and "cell 1, step 'a'" in result.stderr
 
 
-def test_run_says_the_server_cannot_run_pipelines_yet(server, tmp_path):
+def test_run_starts_a_run_of_the_promoted_version_with_typed_parameters(server, tmp_path):
+    # Without --wait the CLI returns once the run is queued; following it needs the
+    # engine's processes (tests/engine_e2e).
     url, tokens = server
     path = write(tmp_path / "churn.ipynb", churn_notebook())
     result = cellar(
-        "promote",
-        str(path),
-        "--pipeline",
-        "churn",
-        "--run",
-        "-p",
-        "threshold=0.9",
-        "--wait",
-        url=url,
-        token=tokens["editor"],
+        "promote", str(path), "--pipeline", "churn", "--run", "-p", "threshold=0.9", url=url, token=tokens["editor"]
     )
-    assert result.returncode == 2
-    assert "this server cannot run pipelines yet" in result.stderr
-    assert result.stdout.strip() == PipelineVersion.all_teams.get().hash  # the promote itself happened
+    assert result.returncode == 0, result.stderr
+    version = PipelineVersion.all_teams.get()
+    assert result.stdout.strip() == version.hash
+    run = PipelineRun.all_teams.get()
+    assert run.version_id == version.pk and run.parameters["threshold"] == 0.9
+    assert f"Started run {run.number} of version 1." in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -326,6 +326,7 @@ def _step(draft: Draft, resources) -> Step:
         retry=tags.retry or 0,
         timeout=tags.timeout,
         cache=tags.cache if tags.cache is not None else True,
+        concurrency=tags.concurrency,
         tags=list(tags.written),
     )
 

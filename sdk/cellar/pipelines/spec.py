@@ -73,6 +73,8 @@ class Step:
     retry: int = 0
     timeout: int | None = None  # seconds
     cache: bool = True
+    # At most this many tasks of the step in flight at once, per run (None: the pool decides).
+    concurrency: int | None = None
     # The cell tags as written, sorted (shown in the diff; part of the hash).
     tags: list[str] = field(default_factory=list)
 

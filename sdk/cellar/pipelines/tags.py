@@ -9,6 +9,7 @@
     join                           collect the branches of the open foreach
     pool:<name> gpu:<n> cpu:<n> memory:<size>   where and with what the step runs
     retry:<n> timeout:<duration> cache:off|on   how it runs
+    concurrency:<n>                at most n tasks of the step run at once (per run; for wide fan-outs)
 
 `injected-parameters` (the cell papermill adds to an executed notebook) is recognised and
 ignored, with a warning: it holds one run's values, not the pipeline's defaults.
@@ -50,13 +51,25 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*([smhd]?)$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Tags that only make sense on the cell that starts a step.
-STEP_TAG_KINDS = ("prev", "foreach", "join", "pool", "gpu", "cpu", "memory", "retry", "timeout", "cache")
+STEP_TAG_KINDS = (
+    "prev",
+    "foreach",
+    "join",
+    "pool",
+    "gpu",
+    "cpu",
+    "memory",
+    "retry",
+    "timeout",
+    "cache",
+    "concurrency",
+)
 ROLE_TAGS = ("imports", "functions", "parameters", "skip")
 
 KNOWN = (
     "step:<name>, block:<name>, prev:<name>, imports, functions, parameters, pipeline-parameters, skip, "
     "foreach:<iterable>[:<item>], join, pool:<name>, gpu:<n>, cpu:<n>, memory:<size>, retry:<n>, "
-    "timeout:<seconds>, cache:off"
+    "timeout:<seconds>, cache:off, concurrency:<n>"
 )
 
 # Kale tags we do not take, with what to write instead.
@@ -85,6 +98,7 @@ class CellTags:
     retry: int | None = None
     timeout: int | None = None
     cache: bool | None = None
+    concurrency: int | None = None
     written: list[str] = field(default_factory=list)  # the tags as written, sorted
     step_level: list[str] = field(default_factory=list)  # tags that belong on a step cell
 
@@ -185,6 +199,12 @@ def parse_tags(tags: list[str], cell: int) -> tuple[CellTags, list[Problem]]:
                 bad(tag, f"{head}:<n> takes a whole number, like {head}:1")
             elif once(head, tag):
                 setattr(result, head, int(rest))
+                result.step_level.append(tag)
+        elif head == "concurrency":
+            if not rest.isdigit() or int(rest) < 1:
+                bad(tag, "concurrency:<n> takes a whole number of tasks of at least 1, like concurrency:4")
+            elif once("concurrency", tag):
+                result.concurrency = int(rest)
                 result.step_level.append(tag)
         elif head == "cpu":
             try:

@@ -164,3 +164,31 @@ def test_nothing_ready_sends_nothing(pool, control_broker, django_capture_on_com
         assert dispatch_pool(pool=pool) == 0
     assert callbacks == []
     assert redis.Redis.from_url(control_broker).llen(pool_queue(pool)) == 0
+
+
+def test_a_step_tagged_concurrency_keeps_at_most_n_tasks_in_flight_per_run(
+    team, pool, settings, queue_reader, django_capture_on_commit_callbacks
+):
+    from tests.pipelines.engine.conftest import fanout_notebook
+
+    settings.CELLAR_ENGINE_POOL_WORKERS = 4
+    team.max_concurrent_cpu_tasks = 10_000
+    team.save(update_fields=["max_concurrent_cpu_tasks"])
+    limited = make_run(version_for(team, fanout_notebook(square_tags=("concurrency:3",)), name="limited"))
+    free = make_run(version_for(team))
+    add_tasks(limited, "square", 50, pool=pool)
+    add_tasks(free, "square", 20, pool=pool)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_pool(pool=pool)
+    in_flight = Task.all_teams.filter(state=TASK_DISPATCHED)
+    # the limited step holds 3 tasks in flight; the dispatcher moved on to the other run's step
+    assert in_flight.filter(run=limited).count() == 3
+    assert in_flight.filter(run=free).count() == 20
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch_pool(pool=pool) == 0  # still 3 in flight: nothing more may go
+    Task.all_teams.filter(run=limited, state=TASK_DISPATCHED).update(state="succeeded")
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_pool(pool=pool)
+    assert Task.all_teams.filter(run=limited, state=TASK_DISPATCHED).count() == 3

@@ -149,3 +149,9 @@ def test_papermill_injected_parameters_cell_is_ignored_with_a_warning():
     assert [(p.name, p.default) for p in result.spec.parameters] == [("n", 5)]
     assert result.spec.step("step_1").parameters == ["n"]
     assert [(w.code, w.cell) for w in result.warnings] == [("injected_parameters", 1)]
+
+
+def test_concurrency_tag_sets_the_step_limit_and_refuses_nonsense():
+    ok = compile_cells(("xs = [1, 2]", ["step:a"]), ("y = item", ["step:b", "foreach:xs", "concurrency:4"]))
+    assert ok.spec.step("b").concurrency == 4 and ok.spec.step("a").concurrency is None
+    assert cell_problems(("x = 1", ["step:a", "concurrency:0"])) == [("bad_tag", 0, "a", None)]

@@ -198,7 +198,7 @@ def dispatch_pool(*, pool: str) -> int:
         while room > 0 and turns:
             for team in list(turns):
                 take = min(size, room, quota_left[team])
-                tasks = _lock_next_group(ready, team=team, limit=take) if take > 0 else []
+                tasks = _lock_next_group(ready, team=team, limit=take, runs=runs) if take > 0 else []
                 if not tasks:
                     turns.remove(team)
                     continue
@@ -276,15 +276,48 @@ class _Leased(NamedTuple):
     lease: str
 
 
-def _lock_next_group(ready: QuerySet[Task], *, team: int, limit: int) -> list[_Ready]:
-    """Up to `limit` ready tasks of the team's oldest ready (run, step), locked; [] when none is free."""
+def _lock_next_group(
+    ready: QuerySet[Task], *, team: int, limit: int, runs: dict[int, _RunInfo] | None = None
+) -> list[_Ready]:
+    """Up to `limit` ready tasks of the team's oldest ready (run, step), locked; [] when none is free.
+
+    A step tagged `concurrency:<n>` keeps at most n tasks in flight per run: a group at its
+    limit is passed over for the team's next one.
+    """
     locked = ready.select_for_update(skip_locked=True, of=("self",)).order_by("id")
     head = list(locked.filter(team_id=team).values_list("run_id", "step")[:1])
     if not head:
         return []
+    groups = [head[0]]
     run_id, step = head[0]
-    rows = locked.filter(run_id=run_id, step=step).values_list(*_Ready._fields)[:limit]
-    return [_Ready(*row) for row in rows]
+    if runs is not None and _step_cap(run_id, step, runs) is not None:
+        groups = [
+            (row["run_id"], row["step"])
+            for row in ready.filter(team_id=team)
+            .order_by()
+            .values("run_id", "step")
+            .annotate(first=Min("id"))
+            .order_by("first")[:_GROUPS_SCANNED]
+        ]
+    for run_id, step in groups:
+        take = limit
+        cap = _step_cap(run_id, step, runs) if runs is not None else None
+        if cap is not None:
+            in_flight = Task.all_teams.filter(run_id=run_id, step=step, state__in=TASK_IN_FLIGHT).count()
+            take = min(limit, cap - in_flight)
+            if take <= 0:
+                continue
+        rows = locked.filter(run_id=run_id, step=step).values_list(*_Ready._fields)[:take]
+        if rows:
+            return [_Ready(*row) for row in rows]
+    return []
+
+
+_GROUPS_SCANNED = 50  # ready (run, step) groups of one team looked at past a step at its concurrency limit
+
+
+def _step_cap(run_id: int, step: str, runs: dict[int, _RunInfo]) -> int | None:
+    return (_run_info(run_id, runs).steps.get(step) or {}).get("concurrency")
 
 
 @dataclass
