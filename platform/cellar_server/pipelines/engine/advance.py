@@ -32,7 +32,7 @@ from cellar.pipelines.execute import reads_iterable
 from cellar.pipelines.runner.cache import environment_hash
 from cellar.pipelines.spec import PipelineSpec, Step
 from cellar_server.pipelines.engine import cache
-from cellar_server.pipelines.engine.closing import run_close_if_done, run_record_failure
+from cellar_server.pipelines.engine.closing import OPEN, run_close_if_done, run_record_failure
 from cellar_server.pipelines.engine.rows import NewTask, insert_tasks
 from cellar_server.pipelines.models import (
     RUN_TERMINAL,
@@ -126,9 +126,18 @@ def run_advance(*, run: PipelineRun, completed: list[Task] | None = None) -> Pip
             return run
         graph = graph_for(run.version_id)
         if not stopping(run):
-            _Advance(run, graph).go(completed)
+            advance = _Advance(run, graph)
+            advance.go(completed)
+            if completed is not None and not stopping(run) and not run_has_open_tasks(run):
+                # About to close: look at the whole run once, so a run never closes `failed`
+                # for a successor the incremental pass did not think of.
+                advance.go(None)
         run_close_if_done(run=run, graph=graph)
     return run
+
+
+def run_has_open_tasks(run: PipelineRun) -> bool:
+    return Task.all_teams.filter(run_id=run.pk, state__in=OPEN).exists()
 
 
 def stopping(run: PipelineRun) -> bool:

@@ -116,13 +116,27 @@ def insert_tasks(tasks: list[NewTask]) -> None:
 
 
 def save_tasks(tasks: list[Task], fields: list[str]) -> None:
-    """Write `fields` of each task: one UPDATE per row, sent with executemany."""
+    """Write `fields` of each task: PostgreSQL, one UPDATE ... FROM (VALUES ...) per chunk;
+    SQLite, one UPDATE per row through executemany (in-process, no round trips)."""
     if not tasks:
         return
     columns = [Task._meta.get_field(name) for name in fields]
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
-    sql = f"UPDATE {quote(Task._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"
+    table = quote(Task._meta.db_table)
     rows = [[f.get_db_prep_save(getattr(task, f.attname), connection) for f in columns] + [task.pk] for task in tasks]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if connection.vendor == "postgresql":
+            from psycopg2.extras import execute_values
+
+            names = [f"c{i}" for i in range(len(columns))]
+            assignments = ", ".join(
+                f"{quote(f.column)} = v.{n}::{f.cast_db_type(connection)}" for f, n in zip(columns, names, strict=True)
+            )
+            sql = (
+                f"UPDATE {table} SET {assignments} FROM (VALUES %s) AS v({', '.join(names)}, id) "
+                f"WHERE {table}.{quote('id')} = v.id"
+            )
+            execute_values(cursor.cursor, sql, rows, page_size=CHUNK)
+        else:
+            assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {quote('id')} = %s", rows)
