@@ -123,3 +123,16 @@ def test_unknown_tasks_are_refused_not_errors(api, two_tasks):
     response = api.post(ENGINE_API + "claims/", body, format="json")
     assert response.status_code == 200
     assert response.json() == {"claimed": [], "refused": {str(10**9): "bad_token"}}
+
+
+def test_a_task_token_grants_logging_to_its_tracking_run_while_in_flight(two_tasks, worker):
+    from cellar_server.pipelines.engine.tokens import task_token_grant
+
+    run, (a, _b) = two_tasks
+    grant = task_token_grant(a.item.token)
+    assert grant is not None and grant.tracking_run == run.tracking_run and grant.task_id == a.item.task
+    assert grant.team_id == run.team_id and grant.run_id == run.pk
+    assert task_token_grant(a.item.token[:-3] + "xyz") is None
+    worker.claim([a])
+    worker.report([worker.succeed(a, sq=1)])
+    assert task_token_grant(a.item.token) is None  # the attempt ended: its token stops working

@@ -5,16 +5,21 @@ task, lease}: verifying it needs no database lookup, and it authorizes only that
 heartbeats and results. The worker treats it as opaque. The lease inside it fences it: once the
 task has a new attempt, the old token still verifies as a signature but names a stale lease,
 which the engine refuses.
+
+`task_token_grant` is for the APIs a step itself calls with its token (the executor hands it to
+the step as CELLAR_TOKEN so `cellar.log_metric` reaches the run's tracking run): it holds only
+while the attempt is in flight.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core import signing
 
 from cellar_server.core.exceptions import ServiceError
-from cellar_server.pipelines.models import Task
+from cellar_server.pipelines.models import TASK_IN_FLIGHT, Task
 
 SALT = "cellar.pipelines.engine.task-token"
 
@@ -45,3 +50,33 @@ def token_verify(token: str, *, task_id: int, lease: str) -> dict[str, Any]:
     if payload.get("lease") != lease:
         raise TokenInvalid(f"This task token is for another lease of task {task_id}.")
     return payload
+
+
+@dataclass(frozen=True)
+class TaskGrant:
+    """What a step's own code may do with its task token: log to its run's tracking run."""
+
+    team_id: int
+    run_id: int
+    task_id: int
+    tracking_run: str
+
+
+def task_token_grant(token: str) -> TaskGrant | None:
+    """For APIs a step calls while it runs (tracking): the grant of a task token whose attempt is
+    still in flight, else None. Unlike the engine API this needs the database: a finished or
+    requeued attempt's token must stop working."""
+    try:
+        payload = signing.loads(token, salt=SALT)
+    except signing.BadSignature:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("task"), int):
+        return None
+    row = (
+        Task.all_teams.filter(pk=payload["task"], lease=payload.get("lease"), state__in=sorted(TASK_IN_FLIGHT))
+        .values_list("team_id", "run_id", "run__tracking_run")
+        .first()
+    )
+    if row is None or row[0] != payload.get("team"):
+        return None
+    return TaskGrant(team_id=row[0], run_id=row[1], task_id=payload["task"], tracking_run=row[2])
