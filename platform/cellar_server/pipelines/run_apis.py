@@ -56,7 +56,7 @@ class RunSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     pipeline = serializers.CharField()
     version = serializers.DictField()
-    state = serializers.ChoiceField(choices=RUN_STATES)
+    state = serializers.CharField(help_text="queued, running, succeeded, failed or cancelled.")
     trigger = serializers.CharField()
     parameters = serializers.DictField()
     use_cache = serializers.BooleanField()
@@ -86,7 +86,9 @@ class TaskSerializer(serializers.Serializer):
     step = serializers.CharField()
     index = serializers.IntegerField(allow_null=True)
     kind = serializers.CharField()
-    state = serializers.ChoiceField(choices=TASK_STATES)
+    state = serializers.CharField(
+        help_text="queued, dispatched, running, succeeded, failed, cancelled, cached or upstream_failed."
+    )
     attempt = serializers.IntegerField()
     pool = serializers.CharField()
     inputs = serializers.DictField()

@@ -130,7 +130,8 @@ def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
     """Extend the leases of running tasks: {"alive": [id], "cancel": [id], "stale": [id]}.
 
     `cancel`: stop this task (its run was cancelled, or it ran past its step's timeout);
-    `stale`: the lease is not the task's current one any more (drop the work)."""
+    `stale`: the lease is not the task's current one any more (drop the work). A task not yet
+    claimed is answered alive but keeps its claim grace (only running leases are extended)."""
     good, refused = _verified(leases)
     now = timezone.now()
     rows = (
@@ -163,7 +164,7 @@ def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
         with transaction.atomic():
             # A row a result is writing right now is passed over, not waited for: that task is
             # finishing, and waiting could deadlock with the result's own locks.
-            live = Task.all_teams.filter(match, state__in=sorted(TASK_IN_FLIGHT)).select_for_update(skip_locked=True)
+            live = Task.all_teams.filter(match, state=TASK_RUNNING).select_for_update(skip_locked=True)
             Task.all_teams.filter(pk__in=list(live.values_list("pk", flat=True))).update(lease_expires_at=now + grace)
     return {"alive": alive, "cancel": cancel, "stale": sorted(stale)}
 
