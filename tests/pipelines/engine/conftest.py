@@ -14,17 +14,12 @@ is needed; the worker finds its work as the database records it (tasks `dispatch
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
 
 from cellar.artifacts.local import LocalArtifactStore
 from cellar.pipelines.execute import ArtifactRef, StepFailed, evaluate_foreach, execute_step, load_artifact
@@ -38,7 +33,6 @@ from cellar_server.pipelines.models import (
     PipelineRun,
     PipelineVersion,
     Task,
-    TaskAttempt,
 )
 from cellar_server.teams.actors import Actor
 from cellar_server.teams.roles import scopes_for
@@ -173,32 +167,11 @@ def expire_backoff(run: PipelineRun) -> None:
 
 
 def issue_leases(*, pool: str | None = None) -> int:
-    """Hand out leases for ready tasks, as the dispatcher does; returns how many were issued."""
-    try:
-        from cellar_server.pipelines.engine.dispatch import dispatch_pool
-    except ImportError:  # the dispatcher lands in parallel; until then, the brief's rule done here
-        return _issue_locally(pool)
+    """Hand out leases for ready tasks with the real dispatcher; returns how many were issued."""
+    from cellar_server.pipelines.engine.dispatch import dispatch_pool
+
     pools = [pool] if pool else sorted(set(Task.all_teams.filter(state=TASK_QUEUED).values_list("pool", flat=True)))
     return sum(dispatch_pool(pool=name) for name in pools)
-
-
-@transaction.atomic
-def _issue_locally(pool: str | None) -> int:
-    now = timezone.now()
-    ready = Task.all_teams.filter(state=TASK_QUEUED).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-    if pool:
-        ready = ready.filter(pool=pool)
-    issued = 0
-    for task in ready.select_for_update().order_by("id"):
-        task.attempt += 1
-        task.lease = uuid.uuid4().hex
-        task.state = TASK_DISPATCHED
-        task.lease_expires_at = now + timedelta(seconds=120)
-        task.dispatched_at = now
-        task.save(update_fields=["attempt", "lease", "state", "lease_expires_at", "dispatched_at"])
-        TaskAttempt.all_teams.create(team_id=task.team_id, task=task, number=task.attempt, lease=task.lease)
-        issued += 1
-    return issued
 
 
 # --- the worker -------------------------------------------------------------------------------------------
