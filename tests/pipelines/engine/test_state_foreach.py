@@ -116,3 +116,39 @@ def test_a_wide_fanout_is_created_in_bulk_and_joined_in_order(promote, start_run
     assert run.state == "succeeded"
     assert task_of(run, "collect").outputs == {}  # nothing reads its result: no outputs
     assert len(tasks_of(run)) == run.tasks_total == run.tasks_done == 1 + 1 + 1200 + 1
+
+
+def test_a_branch_step_also_waits_for_a_step_outside_the_fanout(promote, start_run, worker):
+    version = promote(
+        build_notebook(
+            cell("items = [1, 2, 3]", "step:make"),
+            cell("offset = 100", "step:slow"),
+            cell("sq = item * item", "step:square", "foreach:items"),
+            cell("plus = sq + offset", "step:plus"),
+            cell("total = sum(plus)", "step:total", "join"),
+            cell("print(total)", "step:show"),
+        ),
+        "outside",
+    )
+    run = start_run(version)
+    roots = {a.step: a for a in worker.take(run)}
+    assert set(roots) == {"make", "slow"}
+    worker.claim(list(roots.values()))
+    worker.report([worker.execute(roots["make"])])
+    (expand,) = worker.take(run)
+    worker.claim([expand])
+    worker.report([worker.execute(expand)])
+    squares = worker.take(run)
+    worker.claim(squares)
+    worker.report([worker.execute(a) for a in squares[:2]])
+    assert not any(label.startswith("plus") for label in states(run))  # `slow` is still running
+    worker.report([worker.execute(roots["slow"])])
+    assert {label for label in states(run) if label.startswith("plus")} == {"plus[0]", "plus[1]"}
+    worker.report([worker.execute(squares[2])])
+    assert states(run)["plus[2]"] == "queued"
+    run = worker.drain(run)
+    assert run.state == "succeeded"
+    assert task_of(run, "plus", 1).inputs == {
+        "sq": task_of(run, "square", 1).outputs["sq"],
+        "offset": task_of(run, "slow").outputs["offset"],
+    }
