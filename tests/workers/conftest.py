@@ -13,6 +13,9 @@ from cellar.artifacts.local import LocalArtifactStore
 from cellar.pipelines.spec import Step
 from cellar_worker.executors import ExecutorPool, executor_environment
 
+# The engine's fixtures (a promoted version, a started run), shared with its own tests.
+from tests.pipelines.engine.conftest import promote, start_run  # noqa: F401
+
 _numbers = itertools.count(1)
 
 

@@ -46,9 +46,10 @@ class Agent:
         max_idle: int = 8,
         timeout_grace: float = 5.0,
         env_pass: list[str] | None = None,
+        worker: str | None = None,
     ):
         self.pool = pool
-        self.worker = f"{pool}@{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker or f"{pool}@{socket.gethostname()}:{os.getpid()}"
         self.default_api_url = default_api_url.rstrip("/")
         self.store = store_from_url(artifact_store_url)
         self.timeout_grace = timeout_grace

@@ -139,21 +139,29 @@ class BatchRun:
         return self.summary
 
     def claim(self) -> list[TaskItem]:
-        leases = [Lease(t.task, t.lease, t.token) for t in self.batch.tasks]
-        try:
-            answer = self.client.claim(leases)
-        except EngineError as exc:
-            # Unclaimed leases expire after the claim grace and the engine dispatches them again.
-            logger.error("could not claim %d task(s) of run %s: %s; batch dropped", len(leases), self.batch.run, exc)
-            self.summary["refused"] = len(leases)
-            return []
-        granted = {int(t) for t in answer.get("claimed") or []}
-        for task, reason in (answer.get("refused") or {}).items():
-            logger.info("task %s was not claimed (%s): dropped", task, reason)
-        claimed = [t for t in self.batch.tasks if t.task in granted]
-        for item in claimed:
-            self.heartbeats.add(self.api_url, Lease(item.task, item.lease, item.token), self.signal)
-        self.summary["claimed"], self.summary["refused"] = len(claimed), len(leases) - len(claimed)
+        total = len(self.batch.tasks)
+        held = []
+        for item in self.batch.tasks:
+            if self.heartbeats.hold(self.api_url, Lease(item.task, item.lease, item.token), self.signal):
+                held.append(item)
+            else:
+                logger.info("task %s is already running in this agent: dropped", item.task)
+        granted: set[int] = set()
+        if held:
+            try:
+                answer = self.client.claim([Lease(t.task, t.lease, t.token) for t in held])
+            except EngineError as exc:
+                # Unclaimed leases expire after the claim grace and the engine dispatches them again.
+                logger.error("could not claim %d task(s) of run %s: %s; batch dropped", total, self.batch.run, exc)
+                answer = {}
+            granted = {int(t) for t in answer.get("claimed") or []}
+            for task, reason in (answer.get("refused") or {}).items():
+                logger.info("task %s was not claimed (%s): dropped", task, reason)
+        claimed = [t for t in held if t.task in granted]
+        for item in held:
+            if item.task not in granted:
+                self.heartbeats.discard(self.api_url, item.task)
+        self.summary["claimed"], self.summary["refused"] = len(claimed), total - len(claimed)
         return claimed
 
     def run_item(self, item: TaskItem, executor: Executor | None, logs: Path) -> Executor | None:

@@ -34,9 +34,15 @@ class Heartbeats:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, api_url: str, lease: Lease, handler: Handler) -> None:
+    def hold(self, api_url: str, lease: Lease, handler: Handler) -> bool:
+        """Start holding `lease`; False when this agent already holds the task (a message the
+        broker redelivered to the agent that is running it: the engine would see the same worker
+        claiming again and say yes, so the agent itself must drop it)."""
         with self._lock:
+            if (api_url, lease.task) in self._held:
+                return False
             self._held[(api_url, lease.task)] = (lease, handler)
+            return True
 
     def discard(self, api_url: str, task_id: int) -> None:
         with self._lock:
