@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -250,8 +251,6 @@ def test_environment_has_no_broker_or_database_credentials(store_dir, tmp_path, 
         env = {"CELLAR_URL": "http://cellar", "CELLAR_TOKEN": "task-token", "CELLAR_TEAM": "acme", "CELLAR_RUN_ID": ""}
         request = task_request(tmp_path, step, env=env)
         assert executor.run(request)["ok"]
-        import json
-
         inside = json.loads(read(request["stdout"]))
         assert inside["CELLAR_TOKEN"] == "task-token" and inside["CELLAR_URL"] == "http://cellar"
         assert "CELLAR_RUN_ID" not in inside and "DATABASE_URL" not in inside and "REDIS_URL" not in inside
@@ -279,17 +278,16 @@ def test_idle_executors_are_reaped_and_capped(store_dir, tmp_path):
 def test_an_executor_exits_when_its_agent_is_killed(store_dir, tmp_path):
     """SIGKILL of the agent mid-step: the executor notices and exits, nothing runs on unobserved."""
     marker = tmp_path / "running"
+    step = step_data("long", f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(600)")
+    request = task_request(tmp_path / "logs", step)
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import json
         from cellar_worker.executors import ExecutorPool, executor_environment
-        from tests.workers.conftest import step_data, task_request
-        from pathlib import Path
         pool = ExecutorPool(env=executor_environment(artifact_store_url="file://{store_dir}"))
         executor = pool.acquire("acme", "env")
         print(executor.pid, flush=True)
-        step = step_data("long", "import pathlib, time\\npathlib.Path({str(marker)!r}).touch()\\ntime.sleep(600)")
-        executor.run(task_request(Path({str(tmp_path)!r}) / "logs", step))
+        executor.run(json.loads({json.dumps(request)!r}))
         """
     )
     agent = subprocess.Popen(

@@ -97,6 +97,10 @@ class Agent:
     def close(self) -> None:
         self.heartbeats.stop()
         self.executors.close()
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            client.close()
 
 
 _agent: Agent | None = None

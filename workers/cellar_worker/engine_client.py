@@ -56,12 +56,24 @@ class EngineClient:
         self.max_backoff = max_backoff
         # requests.Session is not thread-safe: one per thread (batches and the heartbeat thread).
         self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            with self._lock:
+                self._sessions.append(session)
         return session
+
+    def close(self) -> None:
+        """Close every kept-alive connection (the server keeps a thread, and a database
+        connection, per open one)."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
 
     def claim(self, leases: Sequence[Lease], *, retry_for: float = 60.0) -> dict[str, Any]:
         """-> {"claimed": [id], "refused": {id: reason}}"""

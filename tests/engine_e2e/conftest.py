@@ -1,0 +1,194 @@
+"""The whole engine as it runs in production, on one machine:
+
+- the web process: pytest-django's `live_server` (engine API, runs API), in this process;
+- a real control worker: `celery -A cellar_server worker --beat --queues control` (dispatch,
+  reconcile) in its own process, on the same test database;
+- a real pool agent: `cellar-worker --pool cpu` in its own process (no database credentials);
+- Redis: the session's private redis-server (tests/conftest.py `redis_url`).
+
+Sharing the test database with another process: on PostgreSQL (DATABASE_URL set) the
+subprocess connects to pytest-django's test database by name; on SQLite the test database is
+a file (settings: test-cellar-<pid>.sqlite3), whose path the subprocess gets as its
+DATABASE_URL. The processes live for a module; each test has its own data (transactional
+tests flush the tables afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
+# Short enough for a lost worker to be noticed within seconds; the agents beat every second.
+LEASE_TTL = 6
+HEARTBEAT_S = 1
+
+
+def test_database_url() -> str:
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(name).resolve()}"
+    parsed = urlparse(os.environ["DATABASE_URL"])
+    return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+def _clean_environment() -> dict[str, str]:
+    drop = ("DATABASE_URL", "REDIS_URL", "ARTIFACT_STORE_URL", "DJANGO_SETTINGS_MODULE")
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("CELLAR_")}
+
+
+@dataclass
+class Stack:
+    url: str
+    home: Path
+    store_dir: Path
+    redis_url: str
+    database_url: str
+    secret_key: str
+    control: subprocess.Popen | None = None
+    agent: subprocess.Popen | None = None
+    agents_started: int = 0
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def common_env(self) -> dict[str, str]:
+        env = _clean_environment()
+        env.update(
+            CELLAR_HOME=str(self.home),
+            REDIS_URL=self.redis_url,
+            ARTIFACT_STORE_URL=f"file://{self.store_dir}",
+            CELLAR_API_URL=self.url,
+            PATH=f"{BIN}:{env.get('PATH', '')}",
+        )
+        return env
+
+    def _start(self, name: str, command: list[str], env: dict[str, str], ready: str) -> subprocess.Popen:
+        log = self.home / f"{name}.log"
+        self.logs[name] = log
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"{name} exited:\n{self.output(name)[-4000:]}"
+            if re.search(ready, self.output(name)):
+                return proc
+            time.sleep(0.2)
+        raise AssertionError(f"{name} did not start:\n{self.output(name)[-4000:]}")
+
+    def output(self, name: str) -> str:
+        path = self.logs.get(name)
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def start_control(self) -> None:
+        env = self.common_env()
+        env.update(
+            DATABASE_URL=self.database_url,
+            CELLAR_SECRET_KEY=self.secret_key,  # tokens the dispatcher signs are checked by live_server
+            DJANGO_SETTINGS_MODULE="cellar_server.settings",
+            PYTHONPATH=str(REPO / "platform"),
+            CELLAR_ENGINE_LEASE_TTL=str(LEASE_TTL),
+            CELLAR_ENGINE_RECONCILE_INTERVAL="1",
+            CELLAR_ENGINE_POOL_WORKERS="2",
+            CELLAR_ENGINE_RETRY_BACKOFF_CAP="1",
+        )
+        command = [
+            str(BIN / "celery"), "-A", "cellar_server", "worker", "--beat",
+            "--schedule", str(self.home / "celerybeat-schedule"), "--queues", "control",
+            "--hostname", "control-e2e@%h", "--concurrency", "1", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        self.control = self._start("control", command, env, r"control-e2e@\S+ ready")
+
+    def start_agent(self) -> None:
+        env = self.common_env()
+        # Given on purpose: the agent drops it, and executors must never see either.
+        env.update(DATABASE_URL=self.database_url, CELLAR_HEARTBEAT_S=str(HEARTBEAT_S))
+        self.agents_started += 1
+        name = f"agent-{self.agents_started}"
+        command = [str(BIN / "cellar-worker"), "--pool", "cpu", "--concurrency", "2", "--loglevel", "INFO"]
+        self.agent = self._start(name, command, env, r"cpu@\S+ ready")
+
+    def kill_agent(self) -> None:
+        """SIGKILL, as the OOM killer or a node loss does: no shutdown, no acknowledgement."""
+        assert self.agent is not None
+        os.kill(self.agent.pid, signal.SIGKILL)
+        self.agent.wait(timeout=30)
+        self.agent = None
+
+    def stop(self) -> None:
+        for proc in (self.agent, self.control):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(live_server, django_db_setup, django_db_blocker, redis_url, tmp_path_factory):
+    from django.conf import settings
+
+    home = tmp_path_factory.mktemp("engine-e2e")
+    with django_db_blocker.unblock():
+        database_url = test_database_url()
+    started = Stack(
+        url=live_server.url,
+        home=home,
+        store_dir=home / "artifacts",
+        redis_url=redis_url,
+        database_url=database_url,
+        secret_key=settings.SECRET_KEY,
+    )
+    try:
+        started.start_control()
+        started.start_agent()
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def engine(stack, broker, settings):
+    """The stack, with this process (the web side) configured like the control worker."""
+    settings.CELLAR_API_URL = stack.url
+    settings.ARTIFACT_STORE_URL = f"file://{stack.store_dir}"
+    settings.CELLAR_ENGINE_LEASE_TTL = LEASE_TTL
+    settings.CELLAR_ENGINE_POOL_WORKERS = 2
+    settings.CELLAR_ENGINE_RETRY_BACKOFF_CAP = 1
+    if stack.agent is None or stack.agent.poll() is not None:
+        stack.start_agent()
+    return stack
+
+
+def wait_for(predicate, *, timeout: float = 180, what: str = "the condition", stack: Stack | None = None):
+    """Poll until `predicate()` is truthy; fail with the processes' logs otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    logs = ""
+    if stack is not None:
+        logs = "\n".join(f"--- {name} ---\n{stack.output(name)[-3000:]}" for name in stack.logs)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def api_get(url: str, token: str) -> dict:
+    response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()
