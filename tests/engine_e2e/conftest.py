@@ -29,8 +29,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
-# Short enough for a lost worker to be noticed within seconds; the agents beat every second.
-LEASE_TTL = 6
+# The agents beat every second; a lease lives 30 s (the default) unless a test shortens it to
+# see a lost worker sooner (the web side, this process, grants leases: `settings`).
 HEARTBEAT_S = 1
 
 
@@ -98,7 +98,6 @@ class Stack:
             CELLAR_SECRET_KEY=self.secret_key,  # tokens the dispatcher signs are checked by live_server
             DJANGO_SETTINGS_MODULE="cellar_server.settings",
             PYTHONPATH=str(REPO / "platform"),
-            CELLAR_ENGINE_LEASE_TTL=str(LEASE_TTL),
             CELLAR_ENGINE_RECONCILE_INTERVAL="1",
             CELLAR_ENGINE_POOL_WORKERS="2",
             CELLAR_ENGINE_RETRY_BACKOFF_CAP="1",
@@ -166,7 +165,7 @@ def engine(stack, broker, settings):
     """The stack, with this process (the web side) configured like the control worker."""
     settings.CELLAR_API_URL = stack.url
     settings.ARTIFACT_STORE_URL = f"file://{stack.store_dir}"
-    settings.CELLAR_ENGINE_LEASE_TTL = LEASE_TTL
+    settings.CELLAR_ENGINE_LEASE_TTL = 30
     settings.CELLAR_ENGINE_POOL_WORKERS = 2
     settings.CELLAR_ENGINE_RETRY_BACKOFF_CAP = 1
     if stack.agent is None or stack.agent.poll() is not None:

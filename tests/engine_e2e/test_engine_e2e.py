@@ -137,9 +137,10 @@ def test_cancel_stops_a_running_step(engine, token, team, tmp_path):
     assert attempts(the_run("forever"), "forever") == ["cancelled"]
 
 
-def test_sigkill_of_the_agent_mid_step_the_run_still_succeeds_once(engine, token, tmp_path):
+def test_sigkill_of_the_agent_mid_step_the_run_still_succeeds_once(engine, token, settings, tmp_path):
     """The agent dies with a step running: its executor exits, the lease expires, the engine
     requeues the task (not a user retry), a new agent runs it; exactly one attempt succeeds."""
+    settings.CELLAR_ENGINE_LEASE_TTL = 5  # a lost worker noticed within seconds
     flag, ran = tmp_path / "first-attempt", tmp_path / "ran"
     code = (
         "import pathlib, time\n"
