@@ -145,6 +145,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The pools steps may ask for: JSON {"cpu": {"cpu": 8, "memory": "32GiB"}, "gpu": {..., "gpu": 1}}.
 # Unset: one `cpu` pool with this machine's cores and memory (cellar_server/pipelines/pools.py).
 CELLAR_POOLS = os.environ.get("CELLAR_POOLS", "")
+# Recognises a pipeline step's task token where a step calls the API (core/task_tokens.py).
+CELLAR_TASK_TOKEN_RESOLVER = "cellar_server.pipelines.engine.tokens.task_token_grant"
 
 # --- Engine (cellar_server/pipelines/engine/settings.py reads these) --------------------------
 # Where pool agents answer; `make up` exports it to every process.

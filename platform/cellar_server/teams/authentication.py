@@ -21,6 +21,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from cellar_server.core.task_tokens import task_grant
 from cellar_server.teams import selectors, services
 from cellar_server.teams.models import ApiToken
 from cellar_server.teams.tokens import parse_api_token, secrets_match
@@ -124,7 +125,17 @@ class BearerTokenAuthentication(BaseAuthentication):
             return None
         if len(header) != 2:
             raise TokenRejected("token_malformed", "Send the header as 'Authorization: Bearer <token>'.")
-        token = token_from_secret(header[1].decode("latin-1"))
+        secret = header[1].decode("latin-1")
+        try:
+            token = token_from_secret(secret)
+        except TokenRejected:
+            if task_grant(secret) is not None:
+                # A running step's own token: it may log to its run through the tracking API,
+                # nothing here. 403 (not 401) tells the SDK the token is good but narrow.
+                raise exceptions.PermissionDenied(
+                    "A pipeline step's task token only logs to its own run (the MLflow-compatible tracking API)."
+                ) from None
+            raise
         return token.user, token
 
     def authenticate_header(self, request) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
+from cellar_server.core.task_tokens import task_grant
 from cellar_server.teams.authentication import TokenRejected, token_from_secret
 from cellar_server.teams.models import ApiToken, Team
 from cellar_server.teams.selectors import team_access, team_access_for_token
@@ -20,6 +21,8 @@ class Caller:
     token: ApiToken | None
     team: Team
     scopes: frozenset[str]
+    # Set for a pipeline step's task token: the one tracking run it may read and log to.
+    run_uuid: str | None = None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -48,6 +51,9 @@ def authenticate(request: HttpRequest, team_slug: str) -> Caller:
         try:
             token = token_from_secret(secret)
         except TokenRejected as exc:
+            step_caller = _task_caller(secret, team_slug)
+            if step_caller is not None:
+                return step_caller
             raise TrackingError(UNAUTHENTICATED, str(exc.detail)) from None
         user = token.user
     elif request.user.is_authenticated and request.method in ("GET", "HEAD"):
@@ -69,3 +75,23 @@ def authenticate(request: HttpRequest, team_slug: str) -> Caller:
             raise TrackingError(PERMISSION_DENIED, f"This token belongs to another team; mint one in '{team_slug}'.")
         scopes = scopes & frozenset(token.scopes)
     return Caller(user=user, token=token, team=access.team, scopes=scopes)
+
+
+# What a step's own code may call with its task token: read and log to its run.
+TASK_SCOPES = frozenset({"experiments:read", "experiments:write"})
+
+
+def _task_caller(secret: str, team_slug: str) -> Caller | None:
+    grant = task_grant(secret)
+    if grant is None:
+        return None
+    team = Team.objects.filter(pk=grant.team_id).first()
+    if team is None or team.slug != team_slug:
+        raise TrackingError(RESOURCE_DOES_NOT_EXIST, f"No team '{team_slug}' for this task token.")
+    return Caller(user=None, token=None, team=team, scopes=TASK_SCOPES, run_uuid=grant.tracking_run)
+
+
+def require_run(caller: Caller, run_id: str | None) -> None:
+    """A task token reaches its own run only; any other run answers as missing."""
+    if caller.run_uuid is not None and run_id != caller.run_uuid:
+        raise TrackingError(RESOURCE_DOES_NOT_EXIST, f"Run '{run_id}' not found.")

@@ -9,7 +9,7 @@ from cellar_server.tracking import selectors
 from cellar_server.tracking import validation as v
 from cellar_server.tracking.errors import invalid
 from cellar_server.tracking.mlflow import serialize
-from cellar_server.tracking.mlflow.auth import Caller
+from cellar_server.tracking.mlflow.auth import Caller, require_run
 from cellar_server.tracking.mlflow.protocol import Fields
 from cellar_server.tracking.models import LoggedModel, Run
 from cellar_server.tracking.services import experiments, runs
@@ -86,11 +86,15 @@ def experiment_delete_tag(caller: Caller, f: Fields) -> dict:
 
 
 def _run(caller: Caller, f: Fields) -> Run:
-    return runs.run_get(team=caller.team, run_id=f.get("run_id") or f.get("run_uuid"))
+    run_id = f.get("run_id") or f.get("run_uuid")
+    require_run(caller, run_id)
+    return runs.run_get(team=caller.team, run_id=run_id)
 
 
 def _run_to_log(caller: Caller, f: Fields) -> Run:
-    return runs.run_for_logging(team=caller.team, run_id=f.get("run_id") or f.get("run_uuid"))
+    run_id = f.get("run_id") or f.get("run_uuid")
+    require_run(caller, run_id)
+    return runs.run_for_logging(team=caller.team, run_id=run_id)
 
 
 def _model_outputs(caller: Caller, run: Run) -> list[dict]:

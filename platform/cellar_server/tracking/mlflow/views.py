@@ -13,7 +13,14 @@ from collections.abc import Callable
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from cellar_server.tracking.errors import ENDPOINT_NOT_FOUND, INTERNAL_ERROR, TrackingError, invalid
+from cellar_server.tracking.errors import (
+    ENDPOINT_NOT_FOUND,
+    INTERNAL_ERROR,
+    PERMISSION_DENIED,
+    RESOURCE_DOES_NOT_EXIST,
+    TrackingError,
+    invalid,
+)
 from cellar_server.tracking.mlflow import handlers as h
 from cellar_server.tracking.mlflow import logged_models as lm
 from cellar_server.tracking.mlflow.auth import Caller, authenticate
@@ -61,6 +68,9 @@ ROUTES: list[tuple[str, str, Callable, str]] = [
     ("POST", r"logged-models/(m-[0-9a-f]+)/params", lm.log_params, WRITE),
     ("GET", r"logged-models/(m-[0-9a-f]+)/artifacts/directories", lm.list_artifacts, READ),
 ]
+# What a pipeline step may call with its task token (cellar.log_metric and friends attach to the
+# step's run: runs/get, then the logging endpoints); each checks the run is the step's own.
+TASK_HANDLERS = frozenset({h.run_get, h.run_log_metric, h.run_log_param, h.run_set_tag, h.run_log_batch})
 _COMPILED = [(method, re.compile(f"^{path}/?$"), handler, scope) for method, path, handler, scope in ROUTES]
 
 
@@ -88,6 +98,8 @@ def api(request: HttpRequest, team_slug: str, endpoint: str) -> HttpResponse:
             continue
         caller = authenticate(request, team_slug)
         caller.require(scope)
+        if caller.run_uuid is not None and handler not in TASK_HANDLERS:
+            raise TrackingError(PERMISSION_DENIED, "A pipeline step's task token only reads and logs to its own run.")
         result = handler(caller, Fields(request), *match.groups())
         return result if isinstance(result, HttpResponse) else json_response(result)
     raise TrackingError(ENDPOINT_NOT_FOUND, f"No MLflow endpoint {request.method} {endpoint}.")
@@ -100,6 +112,8 @@ ARTIFACT_CHUNK = 1024 * 1024
 def artifact(request: HttpRequest, team_slug: str, path: str = "") -> HttpResponse:
     """mlflow-artifacts: PUT uploads, GET downloads (or lists a directory), DELETE removes."""
     caller: Caller = authenticate(request, team_slug)
+    if caller.run_uuid is not None:
+        _require_own_artifacts(caller, path or request.GET.get("path", ""))
     if request.method == "GET" and not path:
         caller.require(READ)
         directory = request.GET.get("path", "")
@@ -123,6 +137,13 @@ def artifact(request: HttpRequest, team_slug: str, path: str = "") -> HttpRespon
         artifacts.artifact_delete(team=caller.team, path=path)
         return json_response({})
     raise invalid(f"Method {request.method} is not supported on artifacts.")
+
+
+def _require_own_artifacts(caller: Caller, path: str) -> None:
+    """Artifact paths are <experiment>/<run>/artifacts/…: a task token reaches its run's only."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 2 or parts[1] != caller.run_uuid:
+        raise TrackingError(RESOURCE_DOES_NOT_EXIST, f"No artifact '{path}' for this task token's run.")
 
 
 @_guarded
