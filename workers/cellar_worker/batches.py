@@ -183,6 +183,7 @@ class BatchRun:
         out, err = logs / f"{item.task}.stdout", logs / f"{item.task}.stderr"
         timeout = self.batch.timeout or self.batch.step.get("timeout")
         started = time.time()
+        self.heartbeats.started(self.api_url, item.task, started)
         deadline = time.monotonic() + timeout + self.timeout_grace if timeout else None
         with self._lock:
             arrived = item.task in self._signals  # a signal came while the executor was starting

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from cellar.pipelines.wire import Lease
 from cellar_worker.engine_client import EngineClient, EngineError
@@ -43,6 +44,14 @@ class Heartbeats:
                 return False
             self._held[(api_url, lease.task)] = (lease, handler)
             return True
+
+    def started(self, api_url: str, task_id: int, when: float) -> None:
+        """The task's step began running now: its heartbeats say so (the engine measures timeouts from it)."""
+        with self._lock:
+            entry = self._held.get((api_url, task_id))
+            if entry is not None:
+                lease, handler = entry
+                self._held[(api_url, task_id)] = (replace(lease, started_at=when), handler)
 
     def discard(self, api_url: str, task_id: int) -> None:
         with self._lock:

@@ -61,7 +61,13 @@ def _lease_fields(entry: dict[str, Any], position: int) -> dict[str, Any]:
 
 
 def _leases(entries: list[dict[str, Any]]) -> list[Lease]:
-    return [Lease(**_lease_fields(entry, i)) for i, entry in enumerate(entries)]
+    leases = []
+    for i, entry in enumerate(entries):
+        started_at = entry.get("started_at")
+        if started_at is not None and (isinstance(started_at, bool) or not isinstance(started_at, int | float)):
+            raise _invalid(f"entry {i}: 'started_at' must be unix seconds or null.")
+        leases.append(Lease(**_lease_fields(entry, i), started_at=started_at))
+    return leases
 
 
 def _reports(entries: list[dict[str, Any]]) -> list[TaskReport]:

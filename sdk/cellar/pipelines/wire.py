@@ -67,6 +67,9 @@ class Lease:
     task: int
     lease: str
     token: str
+    # Heartbeats: when the task's step began running on the agent (unix seconds); None while it
+    # waits its turn in its batch. Step timeouts are measured from here, not from the claim.
+    started_at: float | None = None
 
 
 @dataclass

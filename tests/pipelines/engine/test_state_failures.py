@@ -225,3 +225,25 @@ def test_heartbeats_extend_live_leases_and_call_stale_ones_stale(linear_version,
     assert worker.heartbeat([assigned]) == {"alive": [], "cancel": [], "stale": [assigned.item.task]}
     # A stale heartbeat never revives the requeued task's lease.
     assert task_of(run, "load").lease_expires_at is None
+
+
+def test_a_step_timeout_counts_from_when_the_agent_started_the_task_not_from_the_claim(promote, start_run, worker):
+    # A batch's tasks are all claimed at once but run one after the other: one still waiting its
+    # turn (no started_at) is not overdue however long ago the claim was; one that started
+    # longer ago than timeout + grace is told to stop.
+    from cellar.pipelines.wire import Lease
+    from cellar_server.pipelines.engine.results import tasks_heartbeat
+    from tests.pipelines.engine.conftest import build_notebook, cell
+
+    version = promote(build_notebook(cell("x = 1", "step:slow", "timeout:2")), name="slow")
+    run = start_run(version)
+    (assigned,) = worker.take(run)
+    worker.claim([assigned])
+    Task.all_teams.filter(pk=assigned.item.task).update(started_at=timezone.now() - timedelta(hours=1))
+    lease = assigned.lease
+    waiting = tasks_heartbeat(worker="w", leases=[lease])
+    assert waiting == {"alive": [lease.task], "cancel": [], "stale": []}
+    just_started = Lease(lease.task, lease.lease, lease.token, started_at=timezone.now().timestamp() - 1)
+    assert tasks_heartbeat(worker="w", leases=[just_started])["alive"] == [lease.task]
+    long_ago = Lease(lease.task, lease.lease, lease.token, started_at=timezone.now().timestamp() - 3600)
+    assert tasks_heartbeat(worker="w", leases=[long_ago])["cancel"] == [lease.task]

@@ -129,7 +129,8 @@ def tasks_claim(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
 def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
     """Extend the leases of running tasks: {"alive": [id], "cancel": [id], "stale": [id]}.
 
-    `cancel`: stop this task (its run was cancelled, or it ran past its step's timeout);
+    `cancel`: stop this task (its run was cancelled, or it ran past its step's timeout, counted
+    from the `started_at` the agent reports: a task waiting its turn in a batch is not running);
     `stale`: the lease is not the task's current one any more (drop the work). A task not yet
     claimed is answered alive but keeps its claim grace (only running leases are extended)."""
     good, refused = _verified(leases)
@@ -147,13 +148,14 @@ def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
     }
     alive, cancel, stale = [], [], [int(task_id) for task_id in refused]
     grace = engine_settings.lease_ttl()
-    for task_id, lease, state, run_id, step, started_at in rows:
+    for task_id, lease, state, run_id, step, _claimed_at in rows:
         if lease != good[task_id].lease or state not in TASK_IN_FLIGHT:
             stale.append(task_id)
             continue
         cancel_requested, version_id = runs[run_id]
         timeout = graph_for(version_id).steps[step].timeout
-        overdue = bool(timeout and started_at and (now - started_at).total_seconds() > timeout + grace.total_seconds())
+        began = good[task_id].started_at
+        overdue = bool(timeout and began and now.timestamp() - began > timeout + grace.total_seconds())
         (cancel if cancel_requested or overdue else alive).append(task_id)
     stale += [task_id for task_id in good if task_id not in {r[0] for r in rows}]
     keep = [(task_id, good[task_id].lease) for task_id in alive + cancel]
