@@ -49,7 +49,10 @@ def test_5xx_is_retried_with_backoff_until_it_passes(flaky):
     assert len(_Flaky.seen) == 3
     assert _Flaky.seen[-1] == {
         "path": "/api/v1/engine/claims/",
-        "body": {"worker": "cpu@test:1", "tasks": [{"task": 7, "lease": "lease", "token": "token", "started_at": None}]},
+        "body": {
+            "worker": "cpu@test:1",
+            "tasks": [{"task": 7, "lease": "lease", "token": "token", "started_at": None}],
+        },
     }
     client.close()
 
