@@ -119,6 +119,7 @@ def test_a_flaky_step_is_retried_and_a_failing_one_fails_the_run(engine, token, 
     assert run.state == "failed"
     assert run.error["step"] == "boom" and run.error["cell"] == 1 and run.error["line"] == 2
     assert "Run 1 failed." in done.stderr
+    assert "error: step 'boom', cell 1, line 2: ValueError: bad input" in done.stderr
 
 
 def test_cancel_stops_a_running_step(engine, token, team, tmp_path):

@@ -236,6 +236,22 @@ def _progress(body: dict) -> str:
     return line
 
 
+def _say_failure(error: object) -> None:
+    """The run's first failure as the notebook shows it: step [element], cell, line, exception."""
+    if not isinstance(error, dict):
+        return
+    where = f"step '{error.get('step')}'"
+    if error.get("index") is not None:
+        where += f" [element {error['index']}]"
+    if error.get("cell") is not None:
+        where += f", cell {error['cell']}"
+    if error.get("line") is not None:
+        where += f", line {error['line']}"
+    _say(f"error: {where}: {error.get('type', 'Error')}: {error.get('message', '')}")
+    if error.get("traceback"):
+        _say(str(error["traceback"]).rstrip())
+
+
 def follow_run(client: Client, path: str, body: dict, *, interval: float = 2.0) -> int:
     """Poll the run until it ends, printing a progress line; 0 when it succeeded, else 1."""
     tty = sys.stderr.isatty()
@@ -254,6 +270,8 @@ def follow_run(client: Client, path: str, body: dict, *, interval: float = 2.0) 
                 if tty:
                     print(file=sys.stderr)
                 _say(f"Run {body.get('id', '')} {state}.")
+                if state != "succeeded":
+                    _say_failure(body.get("error"))
                 return 0 if state == "succeeded" else 1
             time.sleep(interval)
             try:
