@@ -123,6 +123,19 @@ def test_an_unserializable_output_names_it_and_the_type(store):
     assert "output 'lock'" in caught.value.message and "_thread.lock" in caught.value.message
 
 
+def test_an_output_the_store_cannot_take_names_the_output_and_the_store(store):
+    # A file where the team's data folder should be: no process, root included, can write under it.
+    blocked = store.root / "teams" / TEAM / "data"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    step = Step(name="fit", code="model = 1", outputs=["model"])
+    with pytest.raises(StepFailed) as caught:
+        run(step, store)
+    failed = caught.value
+    assert failed.exc_type == "ArtifactStoreError" and failed.phase == "outputs"
+    assert failed.message.startswith("output 'model': could not write to the artifact store: NotADirectoryError")
+
+
 def test_errors_name_the_cell_and_line_and_keep_only_user_frames(store):
     # Two cells: cell 3 is code lines 1-3, cell 5 starts at line 5 (a blank line joins them).
     code = "a = 1\nb = 2\nc = a + b\n\nd = c * 2\nimport json\njson.loads('{nope')\n"

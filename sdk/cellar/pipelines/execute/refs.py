@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cellar.artifacts.base import ArtifactStore
+from cellar.artifacts.base import ArtifactStore, ArtifactStoreError
 from cellar.pipelines.serializers import deserialize, serialize, type_name
 
 
@@ -44,5 +44,15 @@ def load_artifact(ref: ArtifactRef, *, store: ArtifactStore, team: str) -> Any:
 
 
 def store_value(value: Any, *, store: ArtifactStore, team: str) -> ArtifactRef:
+    """Serialize `value` and store it content-addressed under the team's prefix.
+
+    Raises SerializationError when the value cannot be serialized, and ArtifactStoreError when
+    the store does not take the bytes (unwritable, full, unreachable), naming the store and the
+    original error, so a step that cannot write its output says why.
+    """
     serializer, data = serialize(value)
-    return ArtifactRef(store.put_blob(team, data), serializer, len(data), type_name(value))
+    try:
+        digest = store.put_blob(team, data)
+    except Exception as exc:
+        raise ArtifactStoreError(f"could not write to the artifact store: {type(exc).__name__}: {exc}") from exc
+    return ArtifactRef(digest, serializer, len(data), type_name(value))

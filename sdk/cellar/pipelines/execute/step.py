@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from cellar.artifacts.base import ArtifactStore
+from cellar.artifacts.base import ArtifactStore, ArtifactStoreError
 from cellar.pipelines.execute.failure import code_filename, failure_from
 from cellar.pipelines.execute.refs import ArtifactRef, StepResult, load_artifact, store_value
 from cellar.pipelines.serializers import SerializationError, type_name
@@ -271,4 +271,6 @@ def _store_outputs(step: Step, namespace: dict[str, Any], store: ArtifactStore, 
             outputs[name] = store_value(namespace[name], store=store, team=team)
         except SerializationError as exc:
             raise SerializationError(f"output '{name}': {exc}") from exc
+        except ArtifactStoreError as exc:
+            raise ArtifactStoreError(f"output '{name}': {exc}") from exc
     return outputs
