@@ -279,10 +279,10 @@ class TunedStack(Stack):
         (self.home / "control.log").rename(old)
         self.logs[f"control-{self.restarts}"] = old
 
-    def add_agent(self, *, concurrency: int = 1) -> tuple[str, subprocess.Popen]:
+    def add_agent(self, *, concurrency: int = 1, heartbeat: float = HEARTBEAT_S) -> tuple[str, subprocess.Popen]:
         """Another `cellar-worker --pool cpu` beside the main agent -> (its log name, process)."""
         env = self.common_env()
-        env.update(CELLAR_HEARTBEAT_S=str(HEARTBEAT_S))
+        env.update(CELLAR_HEARTBEAT_S=str(heartbeat))
         self.agents_started += 1
         name = f"agent-{self.agents_started}"
         command = [str(BIN / "cellar-worker"), "--pool", "cpu", "--concurrency", str(concurrency)]

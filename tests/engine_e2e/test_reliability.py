@@ -2,10 +2,15 @@
 (live_server), a control worker with its beat, pool agents and a Redis of this module's own,
 which a test may kill (tests/engine_e2e/conftest.py `tuned_stack`).
 
+Cases: Redis killed without persistence mid-run, the control worker killed and restarted, a
+step longer than the broker's visibility timeout, the result of an attempt presumed lost, two
+teams sharing the pool, an artifact store that refuses a step's output, and `cellar.log_metric`
+inside a step. (SIGKILL of an agent mid-step is in test_engine_e2e.py.)
+
 The control worker runs with CELLAR_ENGINE_CLAIM_GRACE=5: a message lost with Redis is
 re-dispatched 5 s after its dispatch instead of 120 s. Every case checks outcomes exactly: the
 run's state, one succeeded attempt per task, and, for steps that append a line to a file each
-time they execute, one line per task.
+time they execute, how many times the code ran.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from cellar.artifacts.local import LocalArtifactStore
+from cellar.pipelines.execute import ArtifactRef, load_artifact
 from cellar_server.pipelines.models import RUN_TERMINAL, PipelineRun, Task, TaskAttempt
 from cellar_server.teams.actors import Actor
 from cellar_server.teams.roles import scopes_for
@@ -237,3 +244,53 @@ def test_log_metric_inside_a_step_lands_in_the_runs_tracking_run(tuned, team, ac
     assert run.state == "succeeded", run.error
     points = Metric.objects.filter(run__run_uuid=run.tracking_run, key="loss")
     assert list(points.values_list("value", "step")) == [(0.5, 1)]
+
+
+def test_the_result_of_an_attempt_presumed_lost_is_refused(tuned, team, acme_user, settings, tmp_path):
+    """An agent whose heartbeats stop reaching the engine (here: it beats every 60 s, leases live
+    5 s) while its step still runs: the engine records the attempt lost and another agent runs
+    the task again. When the first agent's step ends, its result carries the old lease and is
+    refused; the task keeps the second attempt's outputs."""
+    settings.CELLAR_ENGINE_LEASE_TTL = 5
+    ran, flag, release = tmp_path / "ran", tmp_path / "first", tmp_path / "release"
+    code = (
+        "import pathlib, time\n"
+        f"pathlib.Path({str(ran)!r}).open('a').write('ran\\n')\n"
+        f"flag, release = pathlib.Path({str(flag)!r}), pathlib.Path({str(release)!r})\n"
+        "y = 'second'\n"
+        "if not flag.exists():\n"
+        "    flag.touch()\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not release.exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.2)\n"
+        "    y = 'first'"
+    )
+    notebook = build_notebook(cell(code, "step:slow"), cell("print(y + '!')", "step:after"))
+    tuned.stop_agents()
+    silent, _ = tuned.add_agent(concurrency=1, heartbeat=60)
+    run = start(team, acme_user, notebook, "stale-result")
+    wait_for(flag.exists, what="the first attempt to start", stack=tuned)
+    tuned.add_agent(concurrency=1)
+    slow = Task.all_teams.get(run_id=run.pk, step="slow")
+    wait_for(
+        lambda: TaskAttempt.all_teams.filter(task=slow, state="succeeded").exists(),
+        what="the second attempt to succeed",
+        stack=tuned,
+    )
+    release.touch()
+    wait_for(
+        lambda: f"the engine refused the result of task {slow.pk}: stale" in tuned.output(silent),
+        what="the first attempt's result to be refused",
+        stack=tuned,
+    )
+
+    run = finished(run, tuned)
+    assert run.state == "succeeded", run.error
+    assert lines(ran) == ["ran", "ran"]  # the step's code ran twice; its result counts once
+    slow = Task.all_teams.get(pk=slow.pk)
+    states = TaskAttempt.all_teams.filter(task=slow).order_by("number").values_list("state", flat=True)
+    assert list(states) == ["lost", "succeeded"] and slow.lost_attempts == 1
+    store = LocalArtifactStore(tuned.store_dir)
+    assert load_artifact(ArtifactRef.from_dict(slow.outputs["y"]), store=store, team="acme") == "second"
+    after = Task.all_teams.get(run_id=run.pk, step="after")
+    assert load_artifact(ArtifactRef.from_dict(after.logs["stdout"]), store=store, team="acme") == "second!\n"
