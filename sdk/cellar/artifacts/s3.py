@@ -19,8 +19,16 @@ class S3ArtifactStore(ArtifactStore):
         self.prefix = prefix.strip("/")
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            # Bounded waits: an endpoint that accepts connections but never answers must fail a
+            # step in seconds, not after boto's default 60 s read timeout on every retry.
+            config = Config(
+                connect_timeout=float(os.environ.get("CELLAR_S3_CONNECT_TIMEOUT", "10")),
+                read_timeout=float(os.environ.get("CELLAR_S3_READ_TIMEOUT", "30")),
+                retries={"max_attempts": int(os.environ.get("CELLAR_S3_MAX_ATTEMPTS", "3")), "mode": "standard"},
+            )
+            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config)
         self.client = client
 
     @classmethod
