@@ -1,11 +1,11 @@
 """Tracking vs MLflow: Cellar's MLflow-compatible API beside `mlflow server` 3.17.2, same machine.
 
-    .venv/bin/python benchmarks/bench_tracking.py [--quick] [--engine sqlite|postgres|both] [--json OUT]
+    .venv/bin/python benchmarks/bench_tracking.py [--quick] [--engine sqlite|postgres|both]
+        [--rounds N] [--json OUT]
 
 For each database engine (SQLite, then PostgreSQL), with default durability settings on both
 sides, it starts each server as production does (Cellar: gunicorn, 2 workers x 4 threads;
-MLflow: `mlflow server --workers 2`, uvicorn), one at a time so neither steals CPU from the
-other, and measures:
+MLflow: `mlflow server --workers 2`, uvicorn) and measures:
 
 1. sequential `client.log_metric` calls/s and p50 latency;
 2. `log_batch` of 1000 metrics: metrics/s with 1 client and with 8 concurrent clients;
@@ -14,12 +14,18 @@ other, and measures:
 4. `get_metric_history` of one metric with M points: p50.
 
 Two views of each figure:
-* end to end: tracking/client_script.py, the unmodified MLflow client in .venv-mlflow, run once
-  per server against its URI;
+* end to end: tracking/client_script.py, the unmodified MLflow client in .venv-mlflow, run
+  against each server's URI;
 * server time alone: tracking/inproc.py sends the same requests in-process (Flask test client for
-  MLflow, django.test.Client for Cellar), after the server process is stopped, on the same data.
+  MLflow, django.test.Client for Cellar), after the server processes are stopped, on the same data.
 And, once per invocation, the client alone (tracking/client_floor.py): the same client calls
 answered instantly with canned responses, which bounds the end-to-end ratio any server can reach.
+
+Both servers are set up first; then each view runs in rounds that alternate the two sides
+(Cellar then MLflow, MLflow then Cellar, ...), one side at a time, so that both meet the same
+machine: on a shared box the load of other work moves every figure, and measuring one side
+minutes after the other turned that into noise in the ratios. Each figure is the median over
+the rounds; the table also shows the lowest and highest per-round ratio.
 
 The N runs and the M-point history are written straight into each database (tracking/populate.py):
 identical on both sides, and not part of any measurement. Every server, temporary folder and
@@ -33,9 +39,11 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tracking import populate, servers
@@ -112,7 +120,16 @@ def client_env(server: servers.Server) -> dict[str, str]:
     return env
 
 
-def bench_side(side: str, engine: str, sizes: dict, cleanup: servers.Cleanup, scratch: Path) -> dict:
+@dataclass
+class Side:
+    label: str
+    server: servers.Server
+    config_file: Path
+    log: Path
+
+
+def setup_side(side: str, engine: str, sizes: dict, cleanup: servers.Cleanup, scratch: Path) -> Side:
+    """Start the side's server, create its experiments through the API, populate its database."""
     label = "Cellar" if side == "cellar" else "MLflow"
     print(f"--- {label} on {engine}: starting", flush=True)
     server = servers.start_cellar(cleanup, engine) if side == "cellar" else servers.start_mlflow(cleanup, engine)
@@ -123,10 +140,9 @@ def bench_side(side: str, engine: str, sizes: dict, cleanup: servers.Cleanup, sc
     ids = json.loads(ids_file.read_text())
 
     started = time.perf_counter()
-    bench_runs = populate.runs(sizes["runs"])
     common = {
         "experiment_id": ids["experiments"]["search"],
-        "bench_runs": bench_runs,
+        "bench_runs": populate.runs(sizes["runs"]),
         "history_run": ids["history_run"],
         "history_points": sizes["history_points"],
     }
@@ -139,7 +155,6 @@ def bench_side(side: str, engine: str, sizes: dict, cleanup: servers.Cleanup, sc
         f"in {time.perf_counter() - started:.1f}s (set-up, not measured)",
         flush=True,
     )
-
     config = {
         **{k: sizes[k] for k in ("log_metric_calls", "batches_1", "clients", "batches_n", "history_calls")},
         "experiments": ids["experiments"],
@@ -151,23 +166,61 @@ def bench_side(side: str, engine: str, sizes: dict, cleanup: servers.Cleanup, sc
     }
     config_file = scratch / f"{side}-{engine}-config.json"
     config_file.write_text(json.dumps(config))
-    e2e_file = scratch / f"{side}-{engine}-e2e.json"
-    print(f"    end to end ({load()})", flush=True)
-    run_script(
-        [MLFLOW_PY, "tracking/client_script.py", "measure", str(config_file), str(e2e_file)], client_env(server), log
-    )
-    server.stop()
+    return Side(label, server, config_file, log)
 
-    inproc_file = scratch / f"{side}-{engine}-inproc.json"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(server.env)
-    print(f"    server time alone, in-process ({load()})", flush=True)
+
+def measure_e2e(side: Side, out: Path) -> dict:
+    print(f"    {side.label}, end to end ({load()})", flush=True)
     run_script(
-        [MLFLOW_PY if side == "mlflow" else CELLAR_PY, "tracking/inproc.py", side, str(config_file), str(inproc_file)],
-        env,
-        log,
+        [MLFLOW_PY, "tracking/client_script.py", "measure", str(side.config_file), str(out)],
+        client_env(side.server),
+        side.log,
     )
-    return {"e2e": json.loads(e2e_file.read_text()), "inproc": json.loads(inproc_file.read_text())}
+    return json.loads(out.read_text())
+
+
+def measure_inproc(side_name: str, side: Side, out: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(side.server.env)
+    print(f"    {side.label}, server time alone, in-process ({load()})", flush=True)
+    python = MLFLOW_PY if side_name == "mlflow" else CELLAR_PY
+    run_script([python, "tracking/inproc.py", side_name, str(side.config_file), str(out)], env, side.log)
+    return json.loads(out.read_text())
+
+
+def bench_engine(engine: str, sizes: dict, rounds: int, cleanup: servers.Cleanup, scratch: Path) -> dict:
+    """Both sides set up, then `rounds` alternating rounds of each view. Returns per-side medians
+    and, per view, the list of per-round results of each side."""
+    sides = {name: setup_side(name, engine, sizes, cleanup, scratch) for name in ("cellar", "mlflow")}
+    per_round: dict = {view: {name: [] for name in sides} for view in ("e2e", "inproc")}
+    for view in ("e2e", "inproc"):
+        if view == "inproc":
+            for side in sides.values():  # in-process runs on the same databases, with no server running
+                side.server.stop()
+        for r in range(rounds):
+            order = ("cellar", "mlflow") if r % 2 == 0 else ("mlflow", "cellar")
+            what = "end to end" if view == "e2e" else "server alone"
+            print(f"--- {engine}, {what}, round {r + 1}/{rounds}", flush=True)
+            for name in order:
+                out = scratch / f"{name}-{engine}-{view}-{r}.json"
+                result = measure_e2e(sides[name], out) if view == "e2e" else measure_inproc(name, sides[name], out)
+                per_round[view][name].append(result)
+    medians = {name: {view: _median_results(per_round[view][name]) for view in per_round} for name in sides}
+    return {"cellar": medians["cellar"], "mlflow": medians["mlflow"], "rounds": per_round}
+
+
+def _median_results(results: list[dict]) -> dict:
+    """Field by field median of several rounds' results (non-numeric fields from the last round)."""
+    merged: dict = {}
+    for step in results[-1]:
+        fields = {}
+        for field, value in results[-1][step].items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and field not in ("results", "points"):
+                fields[field] = statistics.median(r[step][field] for r in results)
+            else:
+                fields[field] = value
+        merged[step] = fields
+    return merged
 
 
 def client_floor(sizes: dict, scratch: Path) -> dict:
@@ -203,11 +256,13 @@ def fmt(value: float) -> str:
 
 
 def table(engine: str, mode: str, sizes: dict, results: dict, floor: dict, loads: list[str]) -> str:
+    rounds = len(results["rounds"]["e2e"]["cellar"])
     header = (
         f"Tracking vs MLflow 3.17.2: {engine}, {mode} run ({sizes['runs']:,} runs, "
-        f"{sizes['history_points']:,}-point history); {machine()}\n"
+        f"{sizes['history_points']:,}-point history), {rounds} alternating round(s); {machine()}\n"
         f"{'; '.join(loads)}\n"
-        "x = how many times better Cellar is (rates: Cellar/MLflow; latencies: MLflow/Cellar); "
+        "x = how many times better Cellar is (rates: Cellar/MLflow; latencies: MLflow/Cellar), from the "
+        "medians over the rounds, with the lowest-highest per-round x in brackets; "
         f"target >= {TARGET:.0f}x on the starred rows, '!' = below it.\n"
         "max x = MLflow's end-to-end time / the client's own time with instant canned answers: the best "
         "end-to-end x any server could reach with the unmodified client on this machine.\n"
@@ -222,7 +277,10 @@ def table(engine: str, mode: str, sizes: dict, results: dict, floor: dict, loads
         for view in ("e2e", "inproc"):
             c, m = results["cellar"][view][step][field], results["mlflow"][view][step][field]
             x = advantage(c, m, higher)
-            cells += [fmt(c), fmt(m), f"{x:.1f}" + (" !" if targeted and not x >= TARGET else "")]
+            pairs = zip(results["rounds"][view]["cellar"], results["rounds"][view]["mlflow"], strict=True)
+            xs = [advantage(rc[step][field], rm[step][field], higher) for rc, rm in pairs]
+            spread = f" [{min(xs):.1f}-{max(xs):.1f}]" if len(xs) > 1 else ""
+            cells += [fmt(c), fmt(m), f"{x:.1f}" + (" !" if targeted and not x >= TARGET else "") + spread]
             if view == "e2e":
                 cells.append(f"{per_call_ms(m) / floor[floor_key]:.0f}" if floor_key else "-")
         lines.append(f"| {'*' if targeted else ''}{label} | " + " | ".join(cells) + " |")
@@ -248,6 +306,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 runs, 10,000 points, fewer repetitions")
     parser.add_argument("--engine", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of each view per side (figures are their medians)"
+    )
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]
@@ -266,7 +327,7 @@ def main(argv: list[str]) -> int:
         report["client_floor"] = floor
         for engine in engines:
             loads = [f"before: {load()}"]
-            results = {side: bench_side(side, engine, sizes, cleanup, scratch) for side in ("cellar", "mlflow")}
+            results = bench_engine(engine, sizes, max(1, args.rounds), cleanup, scratch)
             loads.append(f"after: {load()}")
             text = table(engine, mode, sizes, results, floor, loads)
             tables.append(text)
