@@ -43,6 +43,8 @@ def _reconcile_at_start(sender=None, **kwargs) -> None:
     if app is None or app.main != "cellar_server":  # only the control app, not a pool agent
         return
     try:
-        engine_reconcile.apply_async(ignore_result=True)
+        # Through the starting worker's own app: a shared task resolves to the *current* app,
+        # which in a process that also made a pool agent's app would be the wrong broker.
+        app.send_task("cellar.engine.reconcile", ignore_result=True)
     except Exception as exc:  # the beat reconciles anyway
         logger.warning("engine: could not request the start-up reconcile: %s", exc)
