@@ -95,7 +95,8 @@ def wait_for_charts(page: Page, count: int) -> None:
     slots = page.locator(".chart-slot")
     for i in range(count):
         slots.nth(i).scroll_into_view_if_needed()
-        expect(slots.nth(i).locator(".tchart[data-rendered=true] svg.main-svg").first).to_be_attached()
+        # Generous: on a loaded 2-core machine Plotly's first draw can take seconds.
+        expect(slots.nth(i).locator(".tchart[data-rendered=true] svg.main-svg").first).to_be_attached(timeout=30_000)
     page.evaluate("window.scrollTo(0, 0)")
 
 
@@ -172,7 +173,7 @@ def test_filter_sort_pick_columns_select_and_compare(page, live_server, lab):
     expect(
         page.locator("#parallel-chart[data-rendered=true] .parcoords, #parallel-chart[data-rendered=true] svg").first
     ).to_be_attached()
-    expect(page.locator("#scatter-chart[data-rendered=true] svg.main-svg").first).to_be_attached()
+    expect(page.locator("#scatter-chart[data-rendered=true] svg.main-svg").first).to_be_attached(timeout=30_000)
     assert page.locator(".chart-slot[data-key=loss] .scatterlayer .trace").count() == 3
     diff = page.get_by_test_id("diff-table")
     expect(diff.locator("tr[data-row='Parameters:lr'] td")).to_have_count(3)
