@@ -71,3 +71,14 @@ def test_s3_check_fails_for_a_missing_bucket():
     store = S3ArtifactStore("nope", client=boto3.client("s3", region_name="us-east-1"))
     with pytest.raises(Exception):  # noqa: B017 - botocore's ClientError, whatever its code
         store.check()
+
+
+@pytest.mark.parametrize("key", ["../outside", "/etc/passwd", "teams/a/../../../outside", "..", "a/\0b"])
+def test_local_store_refuses_keys_that_escape_it(tmp_path, key):
+    from cellar.artifacts.base import ArtifactStoreError
+    from cellar.artifacts.local import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path / "store")
+    with pytest.raises(ArtifactStoreError, match="escapes the store"):
+        store.put_bytes(key, b"x")
+    assert not (tmp_path / "outside").exists()
