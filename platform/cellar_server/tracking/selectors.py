@@ -118,7 +118,7 @@ RUN_INFO_COLUMNS = (
     "pk",
     "run_uuid",
     "name",
-    "experiment__number",  # MLflow's experiment_id (a join on the experiment's primary key)
+    "experiment_id",
     "user_name",
     "status",
     "start_time",
@@ -132,7 +132,14 @@ RUN_INFO_COLUMNS = (
 class RunPage:
     runs: list[tuple]  # RUN_INFO_COLUMNS
     data: dict[int, RunData]
+    experiment_numbers: dict[int, int]  # experiment pk -> its number (MLflow's experiment_id)
     next_page_token: str | None
+
+
+def _experiments_by_number(team: Team, numbers: list[int]) -> dict[int, int]:
+    """{experiment pk: number} of the team's experiments with these numbers."""
+    with team_scope(team.id):
+        return dict(Experiment.objects.filter(number__in=numbers).values_list("pk", "number"))
 
 
 def run_search_queryset(
@@ -142,12 +149,12 @@ def run_search_queryset(
     filter_string: str = "",
     order_by: list[str] | None = None,
     view_type: str | None = None,
+    experiment_ids: list[int] | None = None,
 ) -> QuerySet[Run]:
     """The one search path, shared by the MLflow API and the dashboards. Raises on bad syntax.
 
-    Runs are filtered on `experiment_id IN (the team's experiments with these numbers)`, a
-    subquery, never through a join on the experiment, so the (experiment, lifecycle,
-    -start_time) index applies whenever no clause is a better place to start."""
+    Runs are filtered on `experiment_id` (given, or a subquery on the numbers), never through a
+    join on the experiment, so the (experiment, lifecycle, -start_time) index applies."""
     try:
         clauses = parse_filter(filter_string)
         orders = parse_order_by(order_by)
@@ -155,9 +162,10 @@ def run_search_queryset(
         raise invalid(f"Error on parsing filter: {exc}") from None
     with team_scope(team.id):
         queryset = Run.objects.filter(lifecycle_stage__in=_lifecycles(view_type))
-        if experiment_numbers is not None:
-            experiments = Experiment.objects.filter(number__in=experiment_numbers).values("pk")
-            queryset = queryset.filter(experiment_id__in=experiments)
+        if experiment_ids is None and experiment_numbers is not None:
+            experiment_ids = Experiment.objects.filter(number__in=experiment_numbers).values("pk")
+    if experiment_ids is not None:
+        queryset = queryset.filter(experiment_id__in=experiment_ids)
     try:
         queryset = queries.filter_runs(queryset, clauses)
     except SearchSyntaxError as exc:
@@ -168,7 +176,7 @@ def run_search_queryset(
 @functools.lru_cache(maxsize=256)
 def _run_page_sql(
     team: Team,
-    experiment_numbers: tuple[int, ...],
+    experiment_ids: tuple[int, ...],
     filter_string: str,
     order_by: tuple[str, ...],
     view_type: str | None,
@@ -183,7 +191,8 @@ def _run_page_sql(
     Invalid searches raise, and exceptions are not cached."""
     queryset = run_search_queryset(
         team=team,
-        experiment_numbers=list(experiment_numbers),
+        experiment_numbers=None,
+        experiment_ids=list(experiment_ids),
         filter_string=filter_string,
         order_by=list(order_by),
         view_type=view_type,
@@ -209,10 +218,10 @@ def run_search(
             f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at most "
             f"{MAX_RUNS_PER_PAGE}, and positive."
         )
-    numbers = sorted({v.parse_int(e, "experiment_ids", required=True) for e in experiment_ids})
+    numbers = _experiments_by_number(team, [v.parse_int(e, "experiment_ids", required=True) for e in experiment_ids])
     offset = decode_page_token(page_token)
     sql, params = _run_page_sql(
-        team, tuple(numbers), filter_string, tuple(order_by or ()), view_type, offset, max_results + 1
+        team, tuple(sorted(numbers)), filter_string, tuple(order_by or ()), view_type, offset, max_results + 1
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -220,7 +229,7 @@ def run_search(
     has_more = len(page) > max_results
     page = page[:max_results]
     token = encode_page_token(offset + max_results) if has_more else None
-    return RunPage(page, run_data_for([row[0] for row in page]), token)
+    return RunPage(page, run_data_for([row[0] for row in page]), numbers, token)
 
 
 def experiment_search(

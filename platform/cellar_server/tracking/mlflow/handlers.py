@@ -191,7 +191,8 @@ def run_search(caller: Caller, f: Fields) -> dict:
         max_results=f.get("max_results"),
         page_token=f.get("page_token"),
     )
-    payload = {"runs": [serialize.run_row(row, page.data[row[0]]) for row in page.runs]}
+    numbers = page.experiment_numbers
+    payload = {"runs": [serialize.run_row(row, numbers[row[3]], page.data[row[0]]) for row in page.runs]}
     if page.next_page_token:
         payload["next_page_token"] = page.next_page_token
     return payload

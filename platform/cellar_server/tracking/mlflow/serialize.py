@@ -38,9 +38,9 @@ def run_info(run: Run) -> dict:
     return info
 
 
-def run_info_row(row: tuple) -> dict:
+def run_info_row(row: tuple, experiment_number: int) -> dict:
     """run_info from a row of selectors.RUN_INFO_COLUMNS (searches read rows, not models)."""
-    _, run_uuid, name, experiment_number, user_name, status, start_time, end_time, artifact_uri, lifecycle_stage = row
+    _, run_uuid, name, _, user_name, status, start_time, end_time, artifact_uri, lifecycle_stage = row
     info = {
         "run_id": run_uuid,
         "run_uuid": run_uuid,
@@ -69,9 +69,9 @@ def run(run: Run, data: RunData, *, model_outputs: list[dict] | None = None) -> 
     return payload
 
 
-def run_row(row: tuple, data: RunData) -> dict:
+def run_row(row: tuple, experiment_number: int, data: RunData) -> dict:
     """A searched run: its row (selectors.RUN_INFO_COLUMNS) and its data."""
-    return {"info": run_info_row(row), "data": run_data(data), "inputs": {}}
+    return {"info": run_info_row(row, experiment_number), "data": run_data(data), "inputs": {}}
 
 
 def run_data(data: RunData) -> dict:
