@@ -46,6 +46,21 @@ urlpatterns = [
     path(RUN + "cancel/", run_apis.PipelineRunApi.as_view({"post": "cancel"}), name="pipeline-run-cancel"),
     path(RUN + "resume/", run_apis.PipelineRunApi.as_view({"post": "resume"}), name="pipeline-run-resume"),
     path(RUN + "tasks/", run_apis.PipelineRunApi.as_view({"get": "tasks"}), name="pipeline-run-tasks"),
+    path(
+        RUN + "tasks/<int:task_id>/",
+        run_apis.PipelineTaskApi.as_view({"get": "retrieve"}),
+        name="pipeline-run-task",
+    ),
+    path(
+        RUN + "tasks/<int:task_id>/blobs/<str:sha256>/",
+        run_apis.PipelineTaskApi.as_view({"get": "blob"}),
+        name="pipeline-run-task-blob",
+    ),
+    path(
+        RUN + "tasks/<int:task_id>/retry/",
+        run_apis.PipelineTaskApi.as_view({"post": "retry"}),
+        name="pipeline-run-task-retry",
+    ),
     # the worker API: pool agents, authenticated by per-task tokens (engine_apis.py)
     path("engine/claims/", engine_apis.ClaimsApi.as_view(), name="engine-claims"),
     path("engine/heartbeats/", engine_apis.HeartbeatsApi.as_view(), name="engine-heartbeats"),

@@ -5,17 +5,20 @@
     GET  runs/<number>/            the run: state, progress {done, failed, total}, error, steps
     POST runs/<number>/cancel/     stop it (running tasks are told by their heartbeat)
     POST runs/<number>/resume/     -> 201, a new run reusing what the failed/cancelled one finished
-    GET  runs/<number>/tasks/      its tasks, paginated (?step=&state=&kind=)
+    GET  runs/<number>/tasks/      its tasks, paginated (?step=&state=&kind=&index=)
+    GET  runs/<number>/tasks/<id>/                 a task: attempts, lineage, its step's code, parameters
+    GET  runs/<number>/tasks/<id>/blobs/<sha256>/  the bytes of a value the task references
+    POST runs/<number>/tasks/<id>/retry/           run a failed task again inside its run
 
 A run's `id` is its number within the pipeline (what `cellar promote --run --wait` follows).
-Starting, cancelling and resuming need `pipelines:run` (editors and up); reading, `pipelines:read`.
+Starting, cancelling, resuming and retrying need `pipelines:run` (editors and up); reading, `pipelines:read`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -27,7 +30,8 @@ from cellar_server.pipelines import selectors
 from cellar_server.pipelines.apis import PIPELINE, PipelineApiBase
 from cellar_server.pipelines.engine import runs as engine_runs
 from cellar_server.pipelines.engine.advance import graph_for
-from cellar_server.pipelines.models import RUN_STATES, TASK_STATES, Pipeline, PipelineRun, Task
+from cellar_server.pipelines.engine.retry import task_retry
+from cellar_server.pipelines.models import RUN_STATES, TASK_STATES, Pipeline, PipelineRun, PipelineVersion, Task
 from cellar_server.teams.actors import actor_from_request
 
 READ, RUN = "pipelines:read", "pipelines:run"
@@ -129,23 +133,7 @@ def run_payload(run: PipelineRun, pipeline: Pipeline) -> dict[str, Any]:
 
 def run_steps(run: PipelineRun) -> list[dict[str, Any]]:
     """Per step of the version, in order: how many of its tasks are in each state."""
-    counts: dict[str, dict[str, int]] = {}
-    expand: dict[str, str] = {}
-    rows = Task.objects.filter(run=run).order_by().values("step", "kind", "state").annotate(n=Count("id"))
-    for row in rows:
-        if row["kind"] == "expand":
-            expand[row["step"]] = row["state"]
-        else:
-            counts.setdefault(row["step"], {})[row["state"]] = row["n"]
-    graph = graph_for(run.version_id)
-    return [
-        {
-            "name": step.name,
-            "expand": expand.get(step.name) if step.foreach else None,
-            "tasks": counts.get(step.name, {}),
-        }
-        for step in graph.spec.steps
-    ]
+    return selectors.run_steps(run=run, spec_steps=graph_for(run.version_id).spec.steps)
 
 
 def task_payload(task: Task) -> dict[str, Any]:
@@ -294,5 +282,128 @@ class PipelineRunApi(PipelineApiBase):
         kind = _choice(request, "kind", [("step", "step"), ("expand", "expand")])
         if kind:
             tasks = tasks.filter(kind=kind)
+        index = request.query_params.get("index")
+        if index not in (None, ""):
+            try:
+                tasks = tasks.filter(index=int(index))
+            except ValueError:
+                raise ServiceError("invalid_index", f"'{index[:20]}' is not an element index (0, 1, 2…).") from None
         page = self.paginate_queryset(tasks)
         return self.get_paginated_response(TaskSerializer([task_payload(t) for t in page], many=True).data)
+
+
+# --- one task: its attempts and lineage, the blobs it references, retry (issue 6) -------------------------
+
+TASK_ID = OpenApiParameter("task_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The task's id.")
+SHA = OpenApiParameter("sha256", OpenApiTypes.STR, OpenApiParameter.PATH, description="A blob the task references.")
+
+
+class AttemptSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    state = serializers.CharField(help_text="dispatched, running, succeeded, failed, lost, timed_out or cancelled.")
+    worker = serializers.CharField()
+    error = serializers.DictField(allow_null=True)
+    dispatched_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class TaskDetailSerializer(TaskSerializer):
+    attempts = AttemptSerializer(many=True)
+    lineage = serializers.DictField(
+        help_text="inputs: [{name, refs, size, step, index, task}] (the producing task); "
+        "outputs: [{name, ref, size, readers: [{step, index, task}]}]."
+    )
+    source = serializers.DictField(help_text="The step's code and prelude in this run's version.")
+    parameters = serializers.DictField(help_text="The run's parameters.")
+    version = serializers.DictField()
+
+
+def task_detail_payload(run: PipelineRun, task: Task) -> dict[str, Any]:
+    spec = _version_spec(run)
+    step = next((s for s in spec.get("steps", []) if s["name"] == task.step), {})
+    source = (spec.get("source") or {}).get(task.step) or {}
+    return {
+        **task_payload(task),
+        "attempts": [
+            {
+                "number": a.number,
+                "state": a.state,
+                "worker": a.worker,
+                "error": a.error,
+                "dispatched_at": a.dispatched_at,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+            }
+            for a in selectors.task_attempts(task=task)
+        ],
+        "lineage": selectors.task_lineage(run=run, task=task, spec=spec),
+        "source": {
+            "code": step.get("code", ""),
+            "prelude": step.get("prelude", ""),
+            "cells": source.get("cells") if isinstance(source, dict) else None,
+            "foreach": step.get("foreach"),
+        },
+        "parameters": run.parameters,
+        "version": {"id": run.version.hash, "number": run.version.number},
+    }
+
+
+def _version_spec(run: PipelineRun) -> dict[str, Any]:
+    return PipelineVersion.objects.values_list("spec", flat=True).get(pk=run.version_id)
+
+
+class PipelineTaskApi(PipelineRunApi):
+    """One task of a run: GET its detail, GET a blob it references, POST retry."""
+
+    def url_task(self, run: PipelineRun) -> Task:
+        task = selectors.task_for_id(run=run, task_id=self.kwargs["task_id"])
+        if task is None:
+            raise exceptions.NotFound()
+        return task
+
+    @extend_schema(parameters=[PIPELINE, NUMBER, TASK_ID], responses={200: TaskDetailSerializer, 404: ERROR})
+    def retrieve(self, request: Request, team_slug: str, pipeline_name: str, run_number: int, task_id: int) -> Response:
+        pipeline = self.url_pipeline()
+        run = self.url_run(pipeline)
+        return Response(TaskDetailSerializer(task_detail_payload(run, self.url_task(run))).data)
+
+    @extend_schema(
+        parameters=[PIPELINE, NUMBER, TASK_ID, SHA],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: ERROR},
+        description="The bytes of a value the task read or wrote (or its logs), as the store keeps them; "
+        "the X-Cellar-Serializer header names how to load them. Only blobs the task references.",
+    )
+    def blob(
+        self, request: Request, team_slug: str, pipeline_name: str, run_number: int, task_id: int, sha256: str
+    ) -> HttpResponse:
+        pipeline = self.url_pipeline()
+        run = self.url_run(pipeline)
+        task = self.url_task(run)
+        refs = selectors.task_refs(task)
+        if sha256 not in refs:
+            raise exceptions.NotFound()
+        from cellar_server.tracking.services.artifacts import artifact_store
+
+        serializer = refs[sha256]
+        try:
+            handle = artifact_store().open_blob(self.team.slug, sha256)
+        except (FileNotFoundError, KeyError, OSError) as exc:
+            raise ServiceError(
+                "blob_missing", f"The store no longer holds this value ({type(exc).__name__}).", status_code=404
+            ) from None
+        response = FileResponse(handle, content_type="application/octet-stream")
+        response["X-Cellar-Serializer"] = serializer
+        return response
+
+    @extend_schema(
+        parameters=[PIPELINE, NUMBER, TASK_ID],
+        request=None,
+        responses={200: RunDetailSerializer, 403: ERROR, 404: ERROR, 409: ERROR},
+        description="Run a failed task again inside its run; the run reopens when no other task is failed.",
+    )
+    def retry(self, request: Request, team_slug: str, pipeline_name: str, run_number: int, task_id: int) -> Response:
+        pipeline = self.url_pipeline()
+        run = self.url_run(pipeline)
+        task_retry(run=run, task_id=int(task_id), actor=actor_from_request(request))
+        return self._detail(self.url_run(pipeline), pipeline)

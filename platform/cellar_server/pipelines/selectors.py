@@ -7,11 +7,12 @@ fail-closed managers refuse otherwise. List queries leave the specs (the large J
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
 from cellar_server.core.exceptions import ServiceError
-from cellar_server.pipelines.models import Pipeline, PipelineVersion, ProductionMove
+from cellar_server.pipelines.models import Pipeline, PipelineRun, PipelineVersion, ProductionMove, Task, TaskAttempt
 
 MIN_PREFIX = 8
 _NUMBER = re.compile(r"^v?(\d{1,7})$", re.IGNORECASE)
@@ -104,3 +105,268 @@ def version_numbers(*, pipeline: Pipeline) -> list[tuple[int, int, str]]:
     """(pk, number, short id) of every version, newest first: the compare form's choices."""
     rows = PipelineVersion.objects.filter(pipeline=pipeline).order_by("-number").values_list("pk", "number", "hash")
     return [(pk, number, digest[:12]) for pk, number, digest in rows]
+
+
+# --- runs and tasks (the run pages and the runs API) ----------------------------------------------------------
+# A 20,000-task run is read through aggregated counts and pages of narrow rows: no page loads all
+# its tasks, and no task list loads the inputs JSON (a join's inputs hold one ref per element).
+
+RUN_LIST_FIELDS = (
+    "id",
+    "team",
+    "pipeline",
+    "version",
+    "number",
+    "state",
+    "trigger",
+    "use_cache",
+    "cancel_requested",
+    "resumed_from",
+    "tracking_run",
+    "tasks_total",
+    "tasks_done",
+    "tasks_failed",
+    "error",
+    "parameters",
+    "created_by",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "version__id",
+    "version__number",
+    "version__hash",
+    "created_by__username",
+    "resumed_from__number",
+)
+TASK_ROW_FIELDS = (
+    "id",
+    "run",
+    "step",
+    "index",
+    "kind",
+    "pool",
+    "state",
+    "attempt",
+    "worker",
+    "cloned_from",
+    "created_at",
+    "started_at",
+    "ended_at",
+)
+# How a step is drawn from its tasks' states, most telling first.
+STEP_STATE_ORDER = ("failed", "running", "dispatched", "queued", "cancelled", "upstream_failed")
+
+
+def run_list(*, pipeline: Pipeline) -> QuerySet[PipelineRun]:
+    return (
+        PipelineRun.objects.filter(pipeline=pipeline)
+        .select_related("version", "created_by", "resumed_from")
+        .only(*RUN_LIST_FIELDS)
+        .order_by("-number")
+    )
+
+
+def run_for_number(*, pipeline: Pipeline, number: int) -> PipelineRun | None:
+    return run_list(pipeline=pipeline).filter(number=number).first()
+
+
+def run_steps(*, run: PipelineRun, spec_steps: list[Any]) -> list[dict[str, Any]]:
+    """Per step, in the version's order: how many of its tasks are in each state (one query),
+    the expansion's state for a foreach step, and the state the step is drawn with."""
+    counts: dict[str, dict[str, int]] = {}
+    expand: dict[str, str] = {}
+    rows = Task.objects.filter(run=run).order_by().values("step", "kind", "state").annotate(n=Count("id"))
+    for row in rows:
+        if row["kind"] == "expand":
+            expand[row["step"]] = row["state"]
+        else:
+            counts.setdefault(row["step"], {})[row["state"]] = row["n"]
+    out = []
+    for step in spec_steps:
+        name = step["name"] if isinstance(step, dict) else step.name
+        foreach = step.get("foreach") if isinstance(step, dict) else step.foreach
+        tasks = counts.get(name, {})
+        out.append(
+            {
+                "name": name,
+                "expand": expand.get(name) if foreach else None,
+                "tasks": tasks,
+                "state": step_state(tasks, expand.get(name) if foreach else None),
+            }
+        )
+    return out
+
+
+def step_state(tasks: dict[str, int], expand: str | None = None) -> str:
+    """One state for a step from its tasks' counts: any failure shows, then work in flight, then
+    what is waiting; all cached is `cached`; all done is `succeeded`; no task yet is `pending`."""
+    if expand in ("failed", "running", "dispatched", "queued", "cancelled", "upstream_failed") and not tasks:
+        return "running" if expand == "dispatched" else expand
+    for state in STEP_STATE_ORDER:
+        if tasks.get(state):
+            return "running" if state == "dispatched" else state
+    if not tasks:
+        return "pending"
+    if set(tasks) == {"cached"}:
+        return "cached"
+    return "succeeded"
+
+
+def foreach_progress(*, spec: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per step inside a fan-out: done/total and failed, from the counts run_steps read. The
+    foreach step's tasks are all created when it expands, so their count is the fan-out's size."""
+    by_name = {s["name"]: s for s in steps}
+    out = []
+    for step in spec.get("steps", []):
+        fanout = step.get("branch_of")
+        if not fanout:
+            continue
+        total = sum(by_name.get(fanout, {}).get("tasks", {}).values())
+        tasks = by_name.get(step["name"], {}).get("tasks", {})
+        done = tasks.get("succeeded", 0) + tasks.get("cached", 0)
+        failed = tasks.get("failed", 0)
+        out.append(
+            {
+                "step": step["name"],
+                "fanout": fanout,
+                "total": total,
+                "done": done,
+                "failed": failed,
+                "running": tasks.get("running", 0) + tasks.get("dispatched", 0),
+                "percent": round(100 * done / total) if total else 0,
+                "failed_percent": round(100 * failed / total) if total else 0,
+            }
+        )
+    return out
+
+
+def task_rows(*, run: PipelineRun, state: str | None = None, step: str | None = None) -> QuerySet[Task]:
+    """The run's tasks as narrow rows (no inputs, outputs or items), in creation order."""
+    tasks = Task.objects.filter(run=run).only(*TASK_ROW_FIELDS).order_by("id")
+    if state:
+        tasks = tasks.filter(state=state)
+    if step:
+        tasks = tasks.filter(step=step)
+    return tasks
+
+
+def task_for_id(*, run: PipelineRun, task_id: int) -> Task | None:
+    return Task.objects.filter(run=run, pk=task_id).first()
+
+
+def task_for_step(*, run: PipelineRun, step: str, index: int | None) -> Task | None:
+    return Task.objects.filter(run=run, step=step, kind="step", index=-1 if index is None else index).first()
+
+
+def task_attempts(*, task: Task) -> list[TaskAttempt]:
+    return list(TaskAttempt.objects.filter(task=task).order_by("number"))
+
+
+def _refs(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [r for r in value if isinstance(r, dict)]
+    return [value] if isinstance(value, dict) else []
+
+
+def task_refs(task: Task) -> dict[str, str]:
+    """sha256 -> serializer of every blob the task references: inputs, its element, outputs and
+    logs (what a reader of the task may read)."""
+    found = {}
+    for value in [*task.inputs.values(), task.item, *task.outputs.values(), *task.logs.values()]:
+        found.update((r["sha256"], str(r.get("serializer", ""))) for r in _refs(value) if r.get("sha256"))
+    return found
+
+
+def task_lineage(*, run: PipelineRun, task: Task, spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The task's inputs (with the task that produced each) and outputs (with the tasks that read
+    them), from the version's graph: which step produced a name and at which index. One query
+    resolves the neighbouring tasks' ids; a join's inputs link to the producing step's task list."""
+    steps = {s["name"]: s for s in spec.get("steps", [])}
+    me = steps.get(task.step, {})
+    own = me.get("branch_of") if task.index >= 0 else None
+    wanted: set[tuple[str, int]] = set()
+
+    def where(step_name: str) -> tuple[int | None, bool]:
+        """(index of the neighbour task, whether it is the whole fan-out) for a related step."""
+        fanout = steps.get(step_name, {}).get("branch_of")
+        if own is not None and fanout == own:
+            return task.index, False
+        if fanout is not None:
+            return None, True
+        return -1, False
+
+    inputs = []
+    for name, value in sorted(task.inputs.items()):
+        producer = (me.get("inputs") or {}).get(name, "")
+        index, fan = where(producer) if producer else (None, False)
+        if producer and not fan:
+            wanted.add((producer, index))
+        refs = _refs(value)
+        inputs.append(
+            {
+                "name": name,
+                "refs": refs,
+                "count": len(refs),
+                "size": sum(r.get("size") or 0 for r in refs),
+                "type": refs[0].get("type", "") if len(refs) == 1 else f"list of {len(refs)}",
+                "step": producer,
+                "index": index,
+                "all": fan,
+            }
+        )
+    if task.item:
+        fanout = me.get("branch_of") or task.step
+        inputs.append(
+            {
+                "name": (me.get("foreach") or {}).get("item", "item"),
+                "refs": [task.item],
+                "count": 1,
+                "size": task.item.get("size") or 0,
+                "type": task.item.get("type", ""),
+                "step": fanout,
+                "index": None,
+                "all": False,
+                "element": task.index,
+            }
+        )
+    outputs = []
+    for name, ref in sorted(task.outputs.items()):
+        readers = []
+        for other in spec.get("steps", []):
+            if (other.get("inputs") or {}).get(name) == task.step:
+                index, fan = where(other["name"])
+                if other.get("branch_of") and own is None and other.get("branch_of") != own:
+                    index, fan = None, True  # read by every element of a fan-out
+                if not fan:
+                    wanted.add((other["name"], index))
+                readers.append({"step": other["name"], "index": index, "all": fan})
+        outputs.append(
+            {"name": name, "ref": ref, "size": ref.get("size") or 0, "type": ref.get("type", ""), "readers": readers}
+        )
+    ids: dict[tuple[str, int], int] = {}
+    if wanted:
+        query = Q()
+        for step_name, index in wanted:
+            query |= Q(step=step_name, index=index, kind="step")
+        ids = {(s, i): pk for pk, s, i in Task.objects.filter(query, run=run).values_list("pk", "step", "index")}
+    for entry in inputs:
+        entry["task"] = ids.get((entry["step"], entry["index"])) if not entry["all"] else None
+    for entry in outputs:
+        for reader in entry["readers"]:
+            reader["task"] = ids.get((reader["step"], reader["index"])) if not reader["all"] else None
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def run_metrics(*, run: PipelineRun, team) -> list[tuple[str, float, int]]:
+    """The latest value of each metric the run logged (key, value, step), through tracking's reads."""
+    if not run.tracking_run:
+        return []
+    from cellar_server.tracking.errors import TrackingError
+    from cellar_server.tracking.selectors import run_data_for
+    from cellar_server.tracking.services.runs import run_get
+
+    try:
+        tracked = run_get(team=team, run_id=run.tracking_run)
+    except TrackingError:
+        return []
+    return [(key, value, step) for key, value, _nan, _ts, step in run_data_for([tracked.pk])[tracked.pk].metrics]

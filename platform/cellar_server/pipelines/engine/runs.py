@@ -98,7 +98,17 @@ def run_create(
         _clone_succeeded(source=resumed_from, run=run)
     run = run_advance(run=run)
     dispatch_soon()
+    _audit(run=run, actor=actor, verb="resume" if resumed_from else "create", resumed_from=resumed_from)
     return run
+
+
+def _audit(*, run: PipelineRun, actor: Actor, verb: str, resumed_from: PipelineRun | None = None) -> None:
+    from cellar_server.pipelines.engine.retry import run_audit
+
+    details = {"trigger": run.trigger, "version": run.version_id}
+    if resumed_from is not None:
+        details["resumed_from"] = resumed_from.number
+    run_audit(run=run, actor=actor, verb=verb, details=details)
 
 
 def _tracking_run(*, team: Team, pipeline: Pipeline, version: PipelineVersion, run: PipelineRun, actor: Actor) -> str:
@@ -154,6 +164,7 @@ def run_cancel(*, run: PipelineRun, actor: Actor) -> PipelineRun:
         run.cancel_requested = True
         run.save(update_fields=["cancel_requested"])
         cancel_unstarted(run=run)
+        _audit(run=run, actor=actor, verb="cancel")
     return run_advance(run=run, completed=[])
 
 
