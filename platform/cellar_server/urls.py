@@ -18,6 +18,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("cellar_server.teams.api_urls")),
     path("api/v1/", include("cellar_server.pipelines.api_urls")),
+    path("api/v1/", include("cellar_server.workspaces.api_urls")),
+    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),
@@ -25,6 +27,7 @@ urlpatterns = [
     path("", include("cellar_server.tracking.urls")),
     path("", include("cellar_server.pipelines.urls")),
     path("", include("cellar_server.teams.urls")),
+    path("", include("cellar_server.workspaces.urls")),
 ]
 
 

@@ -23,6 +23,7 @@ class NavItem:
 
 # (key, label, URL name of the section's landing page, URL-name prefixes that belong to it)
 SECTIONS = [
+    ("workspace", "Workspace", "workspaces:home", ("workspaces:",)),
     ("experiments", "Experiments", "tracking:experiments", ("tracking:",)),
     ("pipelines", "Pipelines", "pipelines:list", ("pipelines:",)),
     ("models", "Models", "registry:models", ("registry:",)),

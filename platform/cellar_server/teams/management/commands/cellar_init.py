@@ -10,6 +10,7 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -21,6 +22,8 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **opts):
+        # The notebook hub signs users in through Cellar: its OAuth client and secret file (workspaces).
+        call_command("cellar_hub_setup", stdout=self.stdout)
         if get_user_model().objects.exists():
             self.stdout.write("cellar: users exist; nothing to initialise.")
             return
