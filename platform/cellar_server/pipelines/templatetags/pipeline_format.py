@@ -31,3 +31,25 @@ def size(value: int | None) -> str:
 @register.filter
 def get(mapping: dict, key: str) -> Any:
     return (mapping or {}).get(key)
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """A duration for people: 0.4 s, 12 s, 3 min 05 s, 2 h 04 min; — when it has not started."""
+    if value is None:
+        return "—"
+    if value < 10:
+        return f"{value:.1f} s"
+    total = int(round(value))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def split(value: str) -> list[str]:
+    return str(value).split()
