@@ -8,6 +8,8 @@ from typing import Any
 
 import requests
 
+from cellar import token_file
+
 
 class CellarAPIError(Exception):
     """An error answered by the API, with its stable code and human message."""
@@ -24,8 +26,9 @@ class Client:
     """`Client(url, token)`; both default to the CELLAR_URL and CELLAR_TOKEN variables."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0):
-        self.url = (url or os.environ.get("CELLAR_URL") or "http://127.0.0.1:8000").rstrip("/")
-        self.token = token or os.environ.get("CELLAR_TOKEN")
+        self.url = (url or os.environ.get("CELLAR_URL") or token_file.url() or "http://127.0.0.1:8000").rstrip("/")
+        # In a Cellar workspace the token comes from the file its server keeps fresh (token_file.py).
+        self.token = token or os.environ.get("CELLAR_TOKEN") or token_file.token_for()
         self.timeout = timeout
         self._session = requests.Session()
         if self.token:

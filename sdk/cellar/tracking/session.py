@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import requests
 
+from cellar import token_file
 from cellar.client import CellarAPIError, Client
 from cellar.tracking.errors import ConfigurationError, TrackingError, TransientError
 
@@ -60,6 +61,7 @@ class Transport:
         self.url = url.rstrip("/")
         self.team = team
         self.token = token
+        self.token_from_file = False
         self.timeout = timeout
         self.base = f"{self.url}/t/{quote(team)}/mlflow"
         self._local = threading.local()
@@ -70,6 +72,11 @@ class Transport:
             session = requests.Session()
             session.headers["Authorization"] = f"Bearer {self.token}"
             self._local.session = session
+        if self.token_from_file:  # a workspace renews its kernel tokens: follow the file
+            fresh = token_file.token_for(self.team)
+            if fresh and fresh != self.token:
+                self.token = fresh
+            session.headers["Authorization"] = f"Bearer {self.token}"
         return session
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -197,9 +204,19 @@ def login(url: str | None = None, token: str | None = None, team: str | None = N
     given when the caller can see several, and is checked otherwise.
     """
     global _current
-    url = (url or os.environ.get("CELLAR_URL") or DEFAULT_URL).rstrip("/")
-    token = token or os.environ.get("CELLAR_TOKEN")
+    url = (url or os.environ.get("CELLAR_URL") or token_file.url() or DEFAULT_URL).rstrip("/")
     team = team or os.environ.get("CELLAR_TEAM") or None
+    from_file = not token and not os.environ.get("CELLAR_TOKEN") and token_file.read() is not None
+    if from_file:  # a Cellar workspace: the server keeps a token per team in CELLAR_TOKEN_FILE
+        team = team or token_file.default_team()
+        token = token_file.token_for(team)
+        if not token:
+            teams = ", ".join(sorted((token_file.read() or {}).get("tokens") or {})) or "none yet"
+            raise ConfigurationError(
+                f"This workspace holds tokens for several teams ({teams}); pick one with CELLAR_TEAM "
+                "or cellar.login(team=...)."
+            )
+    token = token or os.environ.get("CELLAR_TOKEN")
     if not token:
         raise ConfigurationError(
             "No Cellar API token: call cellar.login(url, token) or set CELLAR_TOKEN "
@@ -227,6 +244,7 @@ def login(url: str | None = None, token: str | None = None, team: str | None = N
             "mint a token in that team or unset CELLAR_TEAM."
         )
     session = Session(url=url, token=token, team=team, username=me.get("username", ""))
+    session.transport.token_from_file = from_file
     with _lock:
         _current = session
     return session

@@ -1,0 +1,144 @@
+"""The promote handlers: the browser's JupyterLab extension calls these, they call Cellar.
+
+The browser never sees a Cellar token. Each POST needs the server's XSRF token (jupyter-server
+checks it for cookie-authenticated requests; JupyterLab's ServerConnection sends it), and only
+the server's owner gets past the hub's authentication at all. The handler forwards to Cellar
+with the kernel token of the team the request names: a team the user is not in has no token
+here, and Cellar checks the token's team and scopes again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from urllib.parse import quote, urlencode
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+MAX_BODY = 10 * 1024 * 1024
+
+
+class CellarHandler(APIHandler):
+    @property
+    def keeper(self):
+        return self.settings["cellar_token_keeper"]
+
+    def fail(self, status: int, code: str, message: str) -> None:
+        self.set_status(status)
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+
+    def team_token(self, team: str) -> str | None:
+        token = self.keeper.token_for(team)
+        if token is None:
+            known = sorted((self.keeper.read() or {}).get("tokens") or {})
+            self.fail(
+                403,
+                "not_a_member",
+                f"You have no Cellar token for team '{team}'"
+                + (f"; your teams: {', '.join(known)}." if known else "; the server has not received its tokens yet."),
+            )
+        return token
+
+    async def forward(self, method: str, path: str, token: str, body: dict | None = None) -> None:
+        url = f"{self.keeper.url}/api/v1/{path}"
+        request = HTTPRequest(
+            url,
+            method=method,
+            body=json.dumps(body) if body is not None else None,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            request_timeout=120,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except (HTTPClientError, OSError) as exc:
+            self.fail(502, "cellar_unreachable", f"Cellar at {self.keeper.url} did not answer: {exc}")
+            return
+        self.set_status(response.code)
+        self.finish(response.body or b"{}")
+
+    def json_body(self) -> dict | None:
+        if len(self.request.body or b"") > MAX_BODY:
+            self.fail(413, "request_too_large", "The notebook is larger than 10 MiB.")
+            return None
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            self.fail(400, "malformed_json", "The request body is not JSON.")
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("team"), str) or not body["team"]:
+            self.fail(400, "team_required", "Name the team to promote into ('team').")
+            return None
+        return body
+
+
+class ContextHandler(CellarHandler):
+    """Which teams this user can promote into (the token file's teams) and where Cellar is."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        data = self.keeper.read()
+        if data is None:
+            await self.keeper.renew_if_due()
+            data = self.keeper.read() or {}
+        teams = sorted(data.get("tokens") or {})
+        self.finish(
+            json.dumps(
+                {
+                    "username": data.get("username", ""),
+                    "teams": teams,
+                    "team": data.get("team") or (teams[0] if teams else ""),
+                    "cellar_url": os.environ.get("CELLAR_PUBLIC_URL") or self.keeper.url,
+                    "expires_at": data.get("expires_at"),
+                }
+            )
+        )
+
+
+class _PromoteBase(CellarHandler):
+    endpoint = ""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        if body is None:
+            return
+        token = self.team_token(body["team"])
+        if token is None:
+            return
+        payload = {
+            "notebook": body.get("notebook"),
+            "cells": body.get("cells"),
+            "pipeline": body.get("pipeline") or "",
+            "notebook_name": body.get("notebook_name") or "",
+            "production": bool(body.get("production")),
+            "run_now": bool(body.get("run_now")),
+            "parameters": body.get("parameters") or {},
+        }
+        await self.forward("POST", f"teams/{quote(body['team'], safe='')}/workspaces/{self.endpoint}/", token, payload)
+
+
+class PreviewHandler(_PromoteBase):
+    endpoint = "promote-preview"
+
+
+class PromoteHandler(_PromoteBase):
+    endpoint = "promote"
+
+
+class RunsHandler(CellarHandler):
+    """This notebook's pipeline's recent runs, for the side panel."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        team, pipeline = self.get_argument("team", ""), self.get_argument("pipeline", "")
+        if not team or not pipeline:
+            self.fail(400, "team_required", "Name the team and the pipeline.")
+            return
+        token = self.team_token(team)
+        if token is None:
+            return
+        query = urlencode({"page_size": 10})
+        path = f"teams/{quote(team, safe='')}/pipelines/{quote(pipeline, safe='')}/runs/?{query}"
+        await self.forward("GET", path, token)
