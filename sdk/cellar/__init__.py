@@ -38,6 +38,7 @@ __all__ = [
     "active_run",
     "end_run",
     "flush",
+    "load_task",
     "log_artifact",
     "log_artifacts",
     "log_metric",
@@ -50,3 +51,12 @@ __all__ = [
     "set_tags",
     "start_run",
 ]
+
+
+def __getattr__(name: str):
+    # `cellar.load_task` is imported on first use: `import cellar` stays as light as it was.
+    if name == "load_task":
+        from cellar.pipelines.load_task import load_task
+
+        return load_task
+    raise AttributeError(f"module 'cellar' has no attribute {name!r}")

@@ -16,6 +16,7 @@ PIPELINE_COMMANDS = {
     "compile": "cellar.pipelines.cli_compile",
     "run": "cellar.pipelines.cli_run",
     "promote": "cellar.pipelines.cli_promote",
+    "pull": "cellar.pipelines.cli_pull",
 }
 
 
