@@ -49,8 +49,7 @@ def verify(team_slug: str, pipeline: str, number: int, n: int) -> dict:
     from django.conf import settings
 
     from cellar.artifacts import store_from_url
-    from cellar.artifacts.base import blob_key
-    from cellar.pipelines.execute import ArtifactRef, load_artifact
+    from cellar.pipelines.execute import ArtifactRef, is_stored, load_artifact
     from cellar_server.pipelines.models import PipelineRun, Task, TaskAttempt
 
     run = PipelineRun.all_teams.select_related("pipeline", "pipeline__team").get(
@@ -66,7 +65,8 @@ def verify(team_slug: str, pipeline: str, number: int, n: int) -> dict:
     by = Counter((step, kind, state) for step, kind, _, state, *_ in rows)
     store = store_from_url(settings.ARTIFACT_STORE_URL)
     refs = [ref for *_, outputs, _c, _d, _s, _e in rows for ref in outputs.values()]
-    missing = sum(1 for ref in refs if not store.exists(blob_key(team_slug, ref["sha256"])))
+    # Persisted = readable back: small values inline in the task record, the rest as blobs.
+    missing = sum(1 for ref in refs if not is_stored(ArtifactRef.from_dict(ref), store=store, team=team_slug))
     work = [r for r in rows if r[0] == "work" and r[1] == "step"]
     join = next((r for r in rows if r[0] == "join"), None)
     total = None
@@ -83,6 +83,14 @@ def verify(team_slug: str, pipeline: str, number: int, n: int) -> dict:
         problems.append(f"task states {dict(Counter(r[3] for r in rows))}")
     if any("x" not in r[5] for r in work):
         problems.append(f"{sum(1 for r in work if 'x' not in r[5])} work tasks without their output")
+    else:
+        wrong = [
+            r[2]
+            for r in work
+            if load_artifact(ArtifactRef.from_dict(r[5]["x"]), store=store, team=team_slug) != 2 * r[2]
+        ]
+        if wrong:
+            problems.append(f"{len(wrong)} work outputs read back wrong (first at index {wrong[0]})")
     if any(r[4] != 1 for r in rows) or attempts != Counter({"succeeded": len(rows)}):
         problems.append(f"attempts {dict(attempts)} for {len(rows)} tasks")
     if missing:

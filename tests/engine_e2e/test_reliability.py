@@ -224,7 +224,8 @@ def test_an_output_the_store_cannot_take_fails_the_run_with_the_reason(tuned):
     blocked.parent.mkdir(parents=True)
     blocked.write_text("not a folder")
     try:
-        notebook = build_notebook(cell("x = 41", "step:make"), cell("y = x + 1", "step:use"))
+        # x is larger than INLINE_MAX_BYTES, so it must go to the store (small values travel inline).
+        notebook = build_notebook(cell("x = list(range(1000))", "step:make"), cell("y = len(x)", "step:use"))
         run = finished(start(sealed, user, notebook, "unwritable"), tuned)
     finally:
         blocked.unlink()

@@ -28,7 +28,6 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +282,7 @@ class BatchRun:
             text = _read_log(path)
             if text:
                 try:
-                    logs[stream] = asdict(store_value(text, store=self.store, team=self.batch.team))
+                    logs[stream] = store_value(text, store=self.store, team=self.batch.team, inline=False).to_dict()
                 except Exception:  # noqa: BLE001 - a log that cannot be stored must not lose the result
                     logger.exception("storing the %s log failed", stream)
         return logs

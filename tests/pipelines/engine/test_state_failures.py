@@ -247,3 +247,32 @@ def test_a_step_timeout_counts_from_when_the_agent_started_the_task_not_from_the
     assert tasks_heartbeat(worker="w", leases=[just_started])["alive"] == [lease.task]
     long_ago = Lease(lease.task, lease.lease, lease.token, started_at=timezone.now().timestamp() - 3600)
     assert tasks_heartbeat(worker="w", leases=[long_ago])["cancel"] == [lease.task]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param({"inline": "43"}, id="text-not-matching-its-digest"),
+        pytest.param({"serializer": "pickle"}, id="inline-that-is-not-json"),
+        pytest.param({"size": 5}, id="size-not-the-texts"),
+    ],
+)
+def test_an_inline_value_that_is_not_its_reference_is_an_invalid_result(linear_version, start_run, worker, tamper):
+    run = start_run(linear_version)
+    (assigned,) = worker.take(run)
+    worker.claim([assigned])
+    report = worker.succeed(assigned, x=42)
+    assert report.outputs["x"]["inline"] == "42"
+    report.outputs["x"].update(tamper)
+    worker.report([report])
+    run = fresh(run)
+    assert run.state == "failed" and run.error["type"] == "InvalidResult"
+
+
+def test_an_inline_value_is_kept_as_reported_and_read_by_the_next_step(linear_version, start_run, worker):
+    run = start_run(linear_version)
+    (assigned,) = worker.take(run)
+    worker.claim([assigned])
+    worker.report([worker.succeed(assigned, x=21)])
+    assert task_of(fresh(run), "load").outputs["x"]["inline"] == "21"
+    assert worker.drain(run).state == "succeeded"

@@ -128,7 +128,8 @@ def test_an_output_the_store_cannot_take_names_the_output_and_the_store(store):
     blocked = store.root / "teams" / TEAM / "data"
     blocked.parent.mkdir(parents=True)
     blocked.write_text("not a folder")
-    step = Step(name="fit", code="model = 1", outputs=["model"])
+    # Larger than INLINE_MAX_BYTES: small JSON values travel in their reference, not the store.
+    step = Step(name="fit", code="model = list(range(1000))", outputs=["model"])
     with pytest.raises(StepFailed) as caught:
         run(step, store)
     failed = caught.value
@@ -253,3 +254,31 @@ def test_evaluate_foreach_over_a_string_fails_at_the_step_cell(store):
         )
     assert caught.value.phase == "foreach" and caught.value.cell == 6
     assert "characters" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "inline"),
+    [
+        pytest.param(42, True, id="int"),
+        pytest.param({"lr": 0.1, "name": "a"}, True, id="small-dict"),
+        pytest.param(list(range(200)), False, id="json-over-the-limit"),
+        pytest.param((1, 2), False, id="tuple-is-pickle"),
+    ],
+)
+def test_small_json_values_travel_inline_and_the_rest_go_to_the_store(store, value, inline):
+    ref = store_value(value, store=store, team=TEAM)
+    assert (ref.inline is not None) is inline
+    blobs = list((store.root / "teams" / TEAM).rglob("*")) if (store.root / "teams").exists() else []
+    assert bool([b for b in blobs if b.is_file()]) is not inline
+    assert load_artifact(ArtifactRef.from_dict(ref.to_dict()), store=store, team=TEAM) == value
+    # The digest is the bytes' own wherever they live: the same value stored as a blob hashes the same.
+    assert ref.sha256 == store_value(value, store=store, team=TEAM, inline=False).sha256
+    assert ("inline" in ref.to_dict()) is inline
+
+
+def test_a_join_reads_inline_branch_values(store):
+    step = Step(name="total", code="total = sum(x)", inputs=["x"], outputs=["total"], join=True)
+    refs = [store_value(i, store=store, team=TEAM) for i in range(5)]
+    result = run(step, store, inputs={"x": refs})
+    assert load_artifact(result.outputs["total"], store=store, team=TEAM) == 10
+    assert not (store.root / "teams").exists()  # five inputs and the output: no file written

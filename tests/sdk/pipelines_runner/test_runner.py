@@ -57,7 +57,9 @@ def test_linear_pipeline_with_defaults(make_spec, local_dir):
     by_step = {t["step"]: t for t in record["tasks"]}
     line_ref = by_step["report"]["outputs"]["line"]
     assert line_ref["serializer"] == "json"
-    assert (local_dir / "teams" / "local" / "data" / line_ref["sha256"][:2] / line_ref["sha256"]).is_file()
+    # A short string travels inside its reference (INLINE_MAX_BYTES), with its digest, not as a blob.
+    assert line_ref["inline"] == '"total=6.0"'
+    assert not (local_dir / "teams" / "local" / "data" / line_ref["sha256"][:2] / line_ref["sha256"]).exists()
     spec = json.loads((run.directory / "spec.json").read_text())
     assert spec["hash"] == run.spec_hash
 

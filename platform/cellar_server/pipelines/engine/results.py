@@ -17,6 +17,7 @@ became ready; a dispatch is requested on commit.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cellar.pipelines.execute import INLINE_MAX_BYTES
 from cellar.pipelines.wire import CANCELLED, FAILED, SUCCEEDED, Lease, TaskReport
 from cellar_server.pipelines.engine import cache
 from cellar_server.pipelines.engine import settings as engine_settings
@@ -334,7 +336,18 @@ def _ref(value: Any) -> dict[str, Any] | None:
     serializer, kind = value.get("serializer"), value.get("type", "")
     if not isinstance(serializer, str) or not serializer or len(serializer) > 64 or not isinstance(kind, str):
         return None
-    return {"sha256": value["sha256"], "serializer": serializer, "size": size, "type": kind[:200]}
+    ref = {"sha256": value["sha256"], "serializer": serializer, "size": size, "type": kind[:200]}
+    inline = value.get("inline")
+    if inline is not None:
+        # A small value's JSON text travels in its reference (cellar.pipelines.execute.refs): kept
+        # as text, never parsed here, and only when its digest and size are the reference's own.
+        data = inline.encode("utf-8") if isinstance(inline, str) else b""
+        if serializer != "json" or not data or len(data) > INLINE_MAX_BYTES or size != len(data):
+            return None
+        if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+            return None
+        ref["inline"] = inline
+    return ref
 
 
 def _refs_map(value: Any) -> dict[str, Any]:

@@ -12,10 +12,20 @@ step whose prelude defines them, exactly as in the notebook's kernel. The previo
 """
 
 from cellar.pipelines.execute.failure import Frame, StepFailed, code_filename
-from cellar.pipelines.execute.refs import ArtifactRef, InputRef, OutputRef, StepResult, load_artifact, store_value
+from cellar.pipelines.execute.refs import (
+    INLINE_MAX_BYTES,
+    ArtifactRef,
+    InputRef,
+    OutputRef,
+    StepResult,
+    is_stored,
+    load_artifact,
+    store_value,
+)
 from cellar.pipelines.execute.step import StepTimeout, evaluate_foreach, execute_step, expand_foreach, reads_iterable
 
 __all__ = [
+    "INLINE_MAX_BYTES",
     "ArtifactRef",
     "Frame",
     "InputRef",
@@ -27,6 +37,7 @@ __all__ = [
     "evaluate_foreach",
     "execute_step",
     "expand_foreach",
+    "is_stored",
     "load_artifact",
     "reads_iterable",
     "store_value",

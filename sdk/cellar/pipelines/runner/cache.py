@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cellar.artifacts.base import ArtifactStore, blob_key
-from cellar.pipelines.execute import ArtifactRef
+from cellar.artifacts.base import ArtifactStore
+from cellar.pipelines.execute import ArtifactRef, is_stored
 from cellar.pipelines.spec import Environment, Step, sha256_json
 
 
@@ -75,7 +75,7 @@ class StepCache:
             outputs = {name: ArtifactRef.from_dict(ref) for name, ref in entry["outputs"].items()}
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not all(self.store.exists(blob_key(self.team, ref.sha256)) for ref in outputs.values()):
+        if not all(is_stored(ref, store=self.store, team=self.team) for ref in outputs.values()):
             return None
         return outputs
 
