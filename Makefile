@@ -11,8 +11,18 @@ DEV_STAMP := $(VENV)/.dev-installed
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+# Notebook workspaces (docs/workspaces.md): the hub's own venv (JupyterHub, JupyterLab, the builder),
+# configurable-http-proxy from npm into notebooks_ext/hub, and the JupyterLab extension built from npm.
+# Each is a file target, so a second `make up` reinstalls and rebuilds nothing that did not change.
+HUB_VENV := .venv-hub
+HUB_STAMP := $(HUB_VENV)/.installed
+CHP_STAMP := notebooks_ext/hub/node_modules/.installed
+LABEXT := notebooks_ext/labextension
+LABEXT_NODE_STAMP := $(LABEXT)/node_modules/.installed
+LABEXT_BUILT := notebooks_ext/jupyter-data/labextensions/cellar-notebooks/package.json
+LABEXT_SOURCES := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/schema/*.json $(LABEXT)/style/*) $(LABEXT)/tsconfig.json
 
-.PHONY: up install test test-fast lint format bench clean
+.PHONY: up install hub-install test test-fast lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +43,34 @@ $(MLFLOW_STAMP): requirements-mlflow.txt
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet -r requirements-mlflow.txt
 	touch $@
 
+$(HUB_STAMP): notebooks_ext/requirements-hub.txt sdk/pyproject.toml
+	$(PYTHON) -m venv $(HUB_VENV)
+	$(HUB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(HUB_VENV)/bin/python -m pip install --quiet -r notebooks_ext/requirements-hub.txt
+	$(HUB_VENV)/bin/python -m pip install --quiet --no-deps -e sdk
+	touch $@
+
+$(CHP_STAMP): notebooks_ext/hub/package.json notebooks_ext/hub/package-lock.json
+	cd notebooks_ext/hub && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(LABEXT_NODE_STAMP): $(LABEXT)/package.json $(LABEXT)/package-lock.json
+	cd $(LABEXT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# tsc, then the current JupyterLab builder (jupyter-builder + @jupyter/builder, Rspack) into
+# notebooks_ext/jupyter-data, which the hub's spawner puts on the servers' JUPYTER_PATH.
+$(LABEXT_BUILT): $(HUB_STAMP) $(LABEXT_NODE_STAMP) $(LABEXT_SOURCES)
+	cd $(LABEXT) && PATH="$(abspath $(HUB_VENV)/bin):$$PATH" npm run --silent build
+	touch $@
+
+## hub-install: what the `hub` process needs (run by `make up` and `make test`).
+hub-install: $(HUB_STAMP) $(CHP_STAMP) $(LABEXT_BUILT)
+
 install: $(RUNTIME_STAMP)
 
 ## up: install, migrate, create the first admin and demo team, run every process (Ctrl-C stops all).
-up: $(RUNTIME_STAMP)
+up: $(RUNTIME_STAMP) hub-install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py cellar_init
 	export PATH="$(abspath $(BIN)):$$PATH" REDIS_URL="$$($(PY) manage.py cellar_env --get REDIS_URL)" \
@@ -46,7 +80,7 @@ up: $(RUNTIME_STAMP)
 
 ## test: lint, then the whole suite (unit, API, processes, browser) on $DATABASE_URL, then the
 ## database-sensitive tests again on SQLite.
-test: $(DEV_STAMP) $(MLFLOW_STAMP)
+test: $(DEV_STAMP) $(MLFLOW_STAMP) hub-install
 	@test -n "$(CHROMIUM)" || { echo "Chromium is missing: the browser tests need it. Install it with: apt-get install -y chromium" >&2; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -71,4 +105,5 @@ bench: $(DEV_STAMP) $(MLFLOW_STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) $(HUB_VENV) var .pytest_cache .ruff_cache notebooks_ext/jupyter-data \
+	  notebooks_ext/hub/node_modules $(LABEXT)/node_modules $(LABEXT)/lib
