@@ -246,3 +246,40 @@ class Schedule(TeamScoped):
 
     class Meta(TeamScoped.Meta):
         indexes = [models.Index(fields=["enabled", "next_run_at"], name="schedule_due")]
+
+
+# --- notifications (a failed run of a production version; notifications.py) -------------------------------
+
+WEBHOOK_NONE, WEBHOOK_PENDING, WEBHOOK_SENT, WEBHOOK_FAILED = "none", "pending", "sent", "failed"
+WEBHOOK_STATES = [(s, s) for s in (WEBHOOK_NONE, WEBHOOK_PENDING, WEBHOOK_SENT, WEBHOOK_FAILED)]
+
+
+class NotificationSettings(TeamScoped):
+    """Where a team is told about its pipelines: one row per team, edited by team admins."""
+
+    webhook_url = models.URLField(max_length=500, blank=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TeamScoped.Meta):
+        constraints = [models.UniqueConstraint(fields=["team"], name="notification_settings_one_per_team")]
+
+
+class RunNotice(TeamScoped):
+    """An in-app notice that a run of a production version failed: one per run (the unique run
+    makes notifying idempotent when the control task runs twice), with its webhook delivery."""
+
+    run = models.OneToOneField(PipelineRun, on_delete=models.CASCADE, related_name="notice")
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(null=True, blank=True)
+    seen_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    webhook_state = models.CharField(max_length=8, choices=WEBHOOK_STATES, default=WEBHOOK_NONE)
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_status = models.PositiveSmallIntegerField(null=True, blank=True)  # the endpoint's HTTP status
+    webhook_error = models.CharField(max_length=300, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TeamScoped.Meta):
+        indexes = [models.Index(fields=["team", "seen_at", "-created_at"], name="run_notice_open")]

@@ -35,6 +35,19 @@ def engine_schedules() -> dict[str, int]:
     return schedules.schedules_tick()
 
 
+@shared_task(name="cellar.pipelines.notify_run_failed", bind=True, ignore_result=True, max_retries=3)
+def notify_run_failed(self, team_id: int, run_id: int) -> str:
+    """A failed production run: its in-app notice and webhook, once (notifications.py)."""
+    from django.conf import settings
+
+    from cellar_server.pipelines import notifications
+
+    outcome = notifications.run_failed_notify(team_id=team_id, run_id=run_id, base_url=settings.CELLAR_PUBLIC_URL)
+    if outcome.retry and self.request.retries < self.max_retries:
+        raise self.retry(countdown=30 * 2**self.request.retries)
+    return outcome.notice.webhook_state if outcome.notice else "skipped"
+
+
 @worker_ready.connect
 def _reconcile_at_start(sender=None, **kwargs) -> None:
     """A control worker that starts (after a crash, a deploy) reconciles at once rather than at

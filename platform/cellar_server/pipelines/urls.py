@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from cellar_server.pipelines import run_pages, views
+from cellar_server.pipelines import notice_pages, run_pages, views
 
 app_name = "pipelines"
 
@@ -13,6 +13,11 @@ TASK = RUN + "tasks/<int:task_id>/"
 
 urlpatterns = [
     path(PIPELINES, views.pipeline_list, name="list"),
+    # Before the <pipeline_name> routes: "notifications" is then not a pipeline's page.
+    path(PIPELINES + "notifications/", notice_pages.notifications_page, name="notifications"),
+    path(PIPELINES + "notifications/webhook/", notice_pages.webhook_update, name="webhook"),
+    path(PIPELINES + "notifications/seen/", notice_pages.notices_seen, name="notices-seen"),
+    path(PIPELINES + "notifications/badge/", notice_pages.notices_badge, name="notices-badge"),
     path(PIPELINE, views.pipeline_detail, name="pipeline"),
     path(PIPELINE + "versions/<str:ref>/", views.version_detail, name="version"),
     path(PIPELINE + "compare/", views.compare, name="compare"),

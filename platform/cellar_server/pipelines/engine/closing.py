@@ -107,6 +107,10 @@ def run_close_if_done(*, run: PipelineRun, graph) -> bool:
     run.started_at = run.started_at or now
     run.save(update_fields=["state", "ended_at", "started_at", "error", "tasks_total"])
     _tracking_close(run)
+    if state == RUN_FAILED:  # a failed production run tells its team (pipelines/notifications.py), on commit
+        from cellar_server.pipelines.notifications import run_failed_soon
+
+        run_failed_soon(run)
     return True
 
 
