@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "cellar_server.teams",
     "cellar_server.tracking",
     "cellar_server.pipelines",
+    "cellar_server.compute",
 ]
 
 MIDDLEWARE = [
@@ -145,6 +146,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The pools steps may ask for: JSON {"cpu": {"cpu": 8, "memory": "32GiB"}, "gpu": {..., "gpu": 1}}.
 # Unset: one `cpu` pool with this machine's cores and memory (cellar_server/pipelines/pools.py).
 CELLAR_POOLS = os.environ.get("CELLAR_POOLS", "")
+# Compute (cellar_server/compute, docs/compute.md). The worker credential agents and autoscalers
+# send; unset, it is derived from the secret key (`manage.py cellar_worker_token` prints it).
+CELLAR_WORKER_TOKEN = os.environ.get("CELLAR_WORKER_TOKEN", "")
+# 1: the `gpu` pool may run on a machine without a GPU (tests, the demo); its tasks say so.
+CELLAR_GPU_FALLBACK = config.env_bool("CELLAR_GPU_FALLBACK", False)
+# Seconds without a heartbeat before a worker is shown as gone.
+CELLAR_WORKER_STALE_S = config.env_int("CELLAR_WORKER_STALE_S", 30)
 # Recognises a pipeline step's task token where a step calls the API (core/task_tokens.py).
 CELLAR_TASK_TOKEN_RESOLVER = "cellar_server.pipelines.engine.tokens.task_token_grant"
 

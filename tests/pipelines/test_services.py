@@ -151,6 +151,7 @@ def test_an_unknown_pool_is_a_compile_error(team, admin):
 
 def test_a_gpu_step_needs_a_configured_gpu_pool(team, admin, settings):
     nb = notebook(code_cell("x = 1", "step:a", "gpu:1"))
+    settings.CELLAR_POOLS = '{"cpu": {"cpu": 4}}'  # no gpu pool (the compute app's defaults have one)
     with pytest.raises(PipelineError):
         create(team, admin, nb)
     settings.CELLAR_POOLS = '{"cpu": {"cpu": 4}, "gpu": {"cpu": 8, "memory": "64Gi", "gpu": 2}}'

@@ -20,7 +20,7 @@ import socket
 import threading
 from typing import Any
 
-from celery.signals import worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from cellar.artifacts import store_from_url
 from cellar.pipelines.wire import Batch
@@ -30,6 +30,7 @@ from cellar_worker.batches import BatchRun
 from cellar_worker.engine_client import EngineClient
 from cellar_worker.executors import ExecutorPool, executor_environment
 from cellar_worker.heartbeats import Heartbeats
+from cellar_worker.worker_status import WorkerReporter
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,18 @@ class Agent:
         timeout_grace: float = 5.0,
         env_pass: list[str] | None = None,
         worker: str | None = None,
+        devices: list[str] | None = None,
+        gpu_fallback: bool = False,
     ):
         self.pool = pool
-        self.worker = worker or f"{pool}@{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker or worker_id(pool)
         self.default_api_url = default_api_url.rstrip("/")
         self.store = store_from_url(artifact_store_url)
         self.timeout_grace = timeout_grace
         env = executor_environment(artifact_store_url=artifact_store_url, extra=env_pass or [])
-        self.executors = ExecutorPool(env=env, idle_seconds=idle_seconds, max_idle=max_idle)
+        self.executors = ExecutorPool(
+            env=env, idle_seconds=idle_seconds, max_idle=max_idle, devices=devices, gpu_fallback=gpu_fallback
+        )
         self._clients: dict[str, EngineClient] = {}
         self._lock = threading.Lock()
         self.heartbeats = Heartbeats(client_for=self.client, interval=heartbeat_interval)
@@ -63,7 +68,10 @@ class Agent:
 
     @classmethod
     def from_environment(cls) -> Agent:
+        devices, fallback = config.worker_gpus()
         return cls(
+            devices=devices,
+            gpu_fallback=fallback,
             pool=os.environ.get("CELLAR_POOL", "cpu"),
             default_api_url=config.api_url(),
             artifact_store_url=config.artifact_store_url(),
@@ -103,8 +111,14 @@ class Agent:
             client.close()
 
 
+def worker_id(pool: str) -> str:
+    """The agent's name: task attempts record it, and its status reports carry it."""
+    return f"{pool}@{socket.gethostname()}:{os.getpid()}"
+
+
 _agent: Agent | None = None
 _agent_lock = threading.Lock()
+_reporter: WorkerReporter | None = None
 
 
 def current_agent() -> Agent:
@@ -115,11 +129,48 @@ def current_agent() -> Agent:
         return _agent
 
 
+def _tasks_held() -> int:
+    return len(_agent.heartbeats.held()) if _agent is not None else 0
+
+
+@worker_ready.connect
+def _start_reporting(**_: Any) -> None:
+    """Report this agent's status to the compute app (worker_status.py) once it consumes."""
+    global _reporter
+    token = config.worker_token()
+    if not token:
+        logger.info("CELLAR_WORKER_TOKEN is not set: this agent does not report its status")
+        return
+    pool = os.environ.get("CELLAR_POOL", "cpu")
+    devices, fallback = config.worker_gpus()
+    _reporter = WorkerReporter(
+        api_url=config.api_url(),
+        token=token,
+        worker=worker_id(pool),
+        pool=pool,
+        concurrency=int(os.environ.get("CELLAR_WORKER_CONCURRENCY", "1")),
+        current_tasks=_tasks_held,
+        devices=devices,
+        gpu_fallback=fallback,
+        interval=config.report_interval(),
+    )
+    _reporter.start()
+
+
+@worker_shutting_down.connect
+def _draining(**_: Any) -> None:
+    # SIGTERM (warm shutdown): Celery stops consuming and finishes the batches it runs.
+    if _reporter is not None:
+        threading.Thread(target=_reporter.draining, daemon=True).start()
+
+
 @worker_shutdown.connect
 def _close_agent(**_: Any) -> None:
     # Executors would notice the agent is gone and exit; stopping them here is simply sooner.
     if _agent is not None:
         _agent.close()
+    if _reporter is not None:
+        _reporter.stop()
 
 
 @app.task(name="cellar.pool.run_batch", acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["supervise"]:
+        # `cellar-worker supervise`: scale every pool's agents on demand (supervisor.py).
+        from cellar_worker.supervisor import main as supervise
+
+        supervise(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="cellar-worker", description="Run a Cellar pool agent.")
     parser.add_argument("--pool", default=os.environ.get("CELLAR_POOL", "cpu"), help="pool name (queue pool.<name>)")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("CELLAR_WORKER_CONCURRENCY", "1")))
@@ -22,7 +30,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="seconds before Redis redelivers an unacknowledged message (default: "
         "$CELLAR_BROKER_VISIBILITY_TIMEOUT or 3600; keep it above the engine's claim grace)",
     )
+    parser.add_argument(
+        "--gpus",
+        default=None,
+        help="GPU pools: device indexes (0,1: one executor each), `auto` (nvidia-smi) or `fallback` "
+        "(run on the CPU); default $CELLAR_WORKER_GPUS, empty for a CPU pool",
+    )
     args = parser.parse_args(argv)
+    if args.gpus is not None:
+        os.environ["CELLAR_WORKER_GPUS"] = args.gpus
+    os.environ["CELLAR_WORKER_CONCURRENCY"] = str(args.concurrency)
 
     # The pool name must be known before the app module configures its default queue.
     os.environ["CELLAR_POOL"] = args.pool

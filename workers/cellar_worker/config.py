@@ -11,6 +11,11 @@
 | CELLAR_EXECUTOR_MAX_IDLE         | 8                             | idle executors kept at most (oldest go first)  |
 | CELLAR_TIMEOUT_GRACE_S           | 5 s                           | past a step's timeout, the executor is killed  |
 | CELLAR_EXECUTOR_ENV_PASS         | (none)                        | extra variable names executors may see         |
+| CELLAR_WORKER_TOKEN              | (none: no status reports)     | the worker credential for status reports       |
+| CELLAR_WORKER_REPORT_S           | 5 s                           | how often the agent reports its status         |
+| CELLAR_WORKER_GPUS               | (none)                        | GPU indexes, one executor each; `fallback`: a  |
+|                                  |                               | GPU pool on the CPU; `auto`: from nvidia-smi   |
+| CELLAR_GPU_FALLBACK              | 0                             | `auto` finding no GPU runs on the CPU          |
 """
 
 from __future__ import annotations
@@ -69,3 +74,43 @@ def timeout_grace() -> float:
 
 def executor_env_pass() -> list[str]:
     return [name.strip() for name in os.environ.get("CELLAR_EXECUTOR_ENV_PASS", "").split(",") if name.strip()]
+
+
+def worker_token() -> str:
+    return os.environ.get("CELLAR_WORKER_TOKEN", "")
+
+
+def report_interval() -> float:
+    return _float("CELLAR_WORKER_REPORT_S", 5.0)
+
+
+def gpu_fallback_allowed() -> bool:
+    return os.environ.get("CELLAR_GPU_FALLBACK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+FALLBACK = "fallback"
+
+
+def worker_gpus() -> tuple[list[str], bool]:
+    """(GPU devices for this agent's executors, whether it is a GPU pool running on the CPU).
+
+    CELLAR_WORKER_GPUS: empty (a CPU pool), `0,1` (these devices, one executor each), `fallback`,
+    or `auto` (every GPU nvidia-smi lists; none -> fallback when CELLAR_GPU_FALLBACK=1, else an error).
+    """
+    raw = os.environ.get("CELLAR_WORKER_GPUS", "").strip()
+    if not raw:
+        return [], False
+    if raw == FALLBACK:
+        return [], True
+    if raw == "auto":
+        from cellar_worker.worker_status import nvidia_gpus
+
+        found = [str(gpu["index"]) for gpu in nvidia_gpus()]
+        if found:
+            return found, False
+        if gpu_fallback_allowed():
+            return [], True
+        raise SystemExit(
+            "cellar-worker: no GPU found (nvidia-smi); set CELLAR_GPU_FALLBACK=1 to run this GPU pool on the CPU"
+        )
+    return [d.strip() for d in raw.split(",") if d.strip()], False

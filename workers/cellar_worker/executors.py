@@ -50,7 +50,7 @@ ALLOWED_ENV = {
 # Never, whatever an operator adds: the broker, the database, the server's secrets.
 FORBIDDEN_ENV = {
     "DATABASE_URL", "REDIS_URL", "CELLAR_BROKER_URL", "CELERY_BROKER_URL", "BROKER_URL",
-    "CELLAR_SECRET_KEY", "DJANGO_SETTINGS_MODULE", "CELLAR_ADMIN_PASSWORD",
+    "CELLAR_SECRET_KEY", "DJANGO_SETTINGS_MODULE", "CELLAR_ADMIN_PASSWORD", "CELLAR_WORKER_TOKEN",
 }  # fmt: skip
 
 
@@ -174,15 +174,35 @@ class Executor:
 
 
 class ExecutorPool:
-    """Executors by (team, environment): an idle one is reused, else a new one starts."""
+    """Executors by (team, environment): an idle one is reused, else a new one starts.
 
-    def __init__(self, *, env: dict[str, str], idle_seconds: float = 600.0, max_idle: int = 8):
+    `devices` (GPU pools): one executor per GPU. Each executor starts with CUDA_VISIBLE_DEVICES
+    set to one device no busy executor holds, so two steps never share a GPU; an idle executor
+    holding the device a new one needs is stopped first (its memory on the GPU is freed). The
+    agent's concurrency equals the number of devices, so a free device always exists.
+    `gpu_fallback`: a GPU pool on a machine without one; executors see no device and
+    CELLAR_GPU_FALLBACK=1, so a step can tell it runs on the CPU.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        idle_seconds: float = 600.0,
+        max_idle: int = 8,
+        devices: list[str] | None = None,
+        gpu_fallback: bool = False,
+    ):
         self.env = env
         self.idle_seconds = idle_seconds
         self.max_idle = max_idle
+        self.devices = list(devices or [])
+        self.gpu_fallback = gpu_fallback
+        self._device_of: dict[Executor, str] = {}
         self._idle: list[Executor] = []  # oldest release first
         self._busy: set[Executor] = set()
         self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
@@ -193,11 +213,53 @@ class ExecutorPool:
                     self._idle.remove(executor)
                     self._busy.add(executor)
                     return executor
-        executor = Executor(team, environment, env=self.env)
+        if self.devices:
+            return self._acquire_on_device(team, environment)
+        env = self.env
+        if self.gpu_fallback:
+            env = {**self.env, "CUDA_VISIBLE_DEVICES": "", "CELLAR_GPU_FALLBACK": "1"}
+        executor = Executor(team, environment, env=env)
         with self._lock:
             self._busy.add(executor)
         logger.info("started executor %s for team %s (environment %s)", executor.pid, team, environment[:12])
         return executor
+
+    def _acquire_on_device(self, team: str, environment: str) -> Executor:
+        evict: list[Executor] = []
+        with self._free:
+            while True:
+                held_busy = {self._device_of.get(e) for e in self._busy}
+                free = [d for d in self.devices if d not in held_busy]
+                if free:
+                    held_idle = {self._device_of.get(e): e for e in self._idle}
+                    device = next((d for d in free if d not in held_idle), free[0])
+                    if device in held_idle:
+                        evict.append(held_idle[device])
+                        self._idle.remove(held_idle[device])
+                        self._device_of.pop(held_idle[device], None)
+                    break
+                self._free.wait(timeout=1.0)
+            placeholder = _DeviceClaim(device)
+            self._busy.add(placeholder)  # type: ignore[arg-type]
+            self._device_of[placeholder] = device  # type: ignore[index]
+        for old in evict:
+            old.close()
+        try:
+            executor = Executor(team, environment, env={**self.env, "CUDA_VISIBLE_DEVICES": device})
+        finally:
+            with self._free:
+                self._busy.discard(placeholder)  # type: ignore[arg-type]
+                self._device_of.pop(placeholder, None)  # type: ignore[call-overload]
+                self._free.notify_all()
+        with self._free:
+            self._busy.add(executor)
+            self._device_of[executor] = device
+        logger.info("started executor %s for team %s on GPU %s", executor.pid, team, device)
+        return executor
+
+    def device_of(self, executor: Executor) -> str | None:
+        with self._lock:
+            return self._device_of.get(executor)
 
     def release(self, executor: Executor) -> None:
         """Back to the idle list if it is still usable; a killed or dead one is cleaned up."""
@@ -211,12 +273,17 @@ class ExecutorPool:
                     evicted.append(self._idle.pop(0))
             else:
                 evicted.append(executor)
+            for old in evicted:
+                self._device_of.pop(old, None)
+            self._free.notify_all()
         for old in evicted:
             old.close()
 
     def discard(self, executor: Executor) -> None:
         with self._lock:
             self._busy.discard(executor)
+            self._device_of.pop(executor, None)
+            self._free.notify_all()
         executor.close()
 
     def idle(self) -> list[Executor]:
@@ -229,6 +296,8 @@ class ExecutorPool:
         with self._lock:
             expired = [e for e in self._idle if now - e.last_used >= self.idle_seconds or not e.alive()]
             self._idle = [e for e in self._idle if e not in expired]
+            for old in expired:
+                self._device_of.pop(old, None)
         for executor in expired:
             executor.close()
         return len(expired)
@@ -251,3 +320,10 @@ class ExecutorPool:
             self._idle, self._busy = [], set()
         for executor in everything:
             executor.close()
+
+
+class _DeviceClaim:
+    """Holds a device while its executor starts (outside the lock: a start takes a while)."""
+
+    def __init__(self, device: str):
+        self.device = device

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from cellar_server.pipelines.pools import pool_offers
+from cellar_server.pipelines.pools import parse_pools, pools_override
 
 
 @checks.register()
 def pools_configured(app_configs, **kwargs) -> list[checks.CheckMessage]:
     try:
-        pool_offers()
+        parse_pools(pools_override())  # the setting only: checks run before the database is migrated
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), hint="Fix or unset the CELLAR_POOLS variable.", id="cellar.E010")]
     return []

@@ -1,18 +1,19 @@
-"""Pools and their environments, as the promote check sees them.
+"""Pools and their environments, as the promote check and the dispatcher see them; and the
+pipeline-side reads the compute app needs (demand per pool, task-hours per team).
 
-A thin seam until the compute app exists: the pools come from the `CELLAR_POOLS` setting
-(environment variable, JSON), and every pool's environment is this server interpreter's.
-That is honest on one machine, where `make up` runs the pool agents in the same virtual
-environment as the web process; once pools run elsewhere, the compute app will report each
-pool's own lock (from its workers' heartbeats) and replace `pool_environment`.
+The pools are the compute app's `Pool` rows (cellar_server/compute, default `cpu` and `gpu`,
+edited by platform admins). The `CELLAR_POOLS` setting, when set, overrides them whole: a
+deployment (or a test) can pin its pools without touching the database. With neither, the
+single `cpu` pool offers this machine's cores and memory. Every pool's environment is this
+server interpreter's: honest on one machine, where `make up` runs the pool agents in the same
+virtual environment as the web process.
 
 `CELLAR_POOLS` is a JSON object, name -> what one task may get there:
 
     {"cpu": {"cpu": 8, "memory": "32Gi"}, "gpu": {"cpu": 8, "memory": "64Gi", "gpu": 1}}
 
 `memory` is bytes or a size written as in a `memory:` cell tag (`512Mi`, `32Gi`, `2G`);
-null or absent means not limited. Unset, the single `cpu` pool offers this machine's cores and
-memory and no GPU; a `gpu` pool exists only when configured.
+null or absent means not limited.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
 
 from cellar.pipelines.environment import current_environment
 from cellar.pipelines.spec import Environment, PoolOffer
@@ -92,9 +95,93 @@ def parse_pools(raw: str | dict | None) -> dict[str, PoolOffer]:
     return offers
 
 
+def pools_override() -> str | dict | None:
+    """The CELLAR_POOLS setting when set (it overrides the compute app's pools), else None."""
+    raw = getattr(settings, "CELLAR_POOLS", None)
+    return None if raw in (None, "", {}) else raw
+
+
 def pool_offers() -> dict[str, PoolOffer]:
-    """name -> PoolOffer for every pool this platform runs."""
-    return parse_pools(getattr(settings, "CELLAR_POOLS", None))
+    """name -> PoolOffer for every pool this platform runs (CELLAR_POOLS, else the compute app's
+    pools, else this machine as the one `cpu` pool)."""
+    raw = pools_override()
+    if raw is not None:
+        return parse_pools(raw)
+    from cellar_server.compute.selectors import pool_offer_map
+
+    return pool_offer_map() or default_pools()
+
+
+# --- reads for the compute app (demand, usage); the pipelines models stay behind this module ---
+
+
+def pool_demand() -> dict[str, dict[str, int]]:
+    """pool -> {"queued", "dispatched", "running"} task counts: the work a pool must absorb.
+
+    From the database, not the broker: a Redis list misses micro-batched items and work in flight.
+    One indexed GROUP BY (task_ready covers state, pool).
+    """
+    from cellar_server.pipelines.models import TASK_DISPATCHED, TASK_QUEUED, TASK_RUNNING, Task
+
+    states = (TASK_QUEUED, TASK_DISPATCHED, TASK_RUNNING)
+    demand: dict[str, dict[str, int]] = {}
+    rows = Task.all_teams.filter(state__in=states).order_by().values("pool", "state").annotate(n=Count("id"))
+    for row in rows:
+        demand.setdefault(row["pool"], dict.fromkeys(states, 0))[row["state"]] = row["n"]
+    return demand
+
+
+def task_seconds_by_pool(*, team_id: int, since: datetime) -> dict[str, float]:
+    """pool -> seconds the team's task attempts ran there since `since` (ended attempts, plus
+    running ones up to now), for usage against quota."""
+    from django.utils import timezone
+
+    from cellar_server.pipelines.models import TaskAttempt
+
+    now = timezone.now()
+    seconds: dict[str, float] = {}
+    ended = (
+        TaskAttempt.all_teams.filter(team_id=team_id, started_at__isnull=False, ended_at__gte=since)
+        .order_by()
+        .values("task__pool")
+        .annotate(total=Sum(ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())))
+    )
+    for row in ended:
+        if row["total"] is not None:
+            seconds[row["task__pool"]] = seconds.get(row["task__pool"], 0.0) + row["total"].total_seconds()
+    running = TaskAttempt.all_teams.filter(team_id=team_id, started_at__isnull=False, ended_at__isnull=True)
+    for pool, started in running.values_list("task__pool", "started_at"):
+        seconds[pool] = seconds.get(pool, 0.0) + max(0.0, (now - max(started, since)).total_seconds())
+    return seconds
+
+
+def tasks_run_by_workers(*, workers: Iterable[str], team_id: int, limit: int = 20) -> list[dict]:
+    """The team's latest task attempts run by these workers (the GPU fallback's record), newest first."""
+    from cellar_server.pipelines.models import TaskAttempt
+
+    names = list(workers)
+    if not names:
+        return []
+    rows = (
+        TaskAttempt.all_teams.filter(team_id=team_id, worker__in=names)
+        .select_related("task", "task__run", "task__run__pipeline", "team")
+        .order_by("-dispatched_at")[:limit]
+    )
+    return [
+        {
+            "team": attempt.team.slug,
+            "pipeline": attempt.task.run.pipeline.name,
+            "run": attempt.task.run.number,
+            "step": attempt.task.step,
+            "index": attempt.task.index,
+            "attempt": attempt.number,
+            "state": attempt.state,
+            "worker": attempt.worker,
+            "pool": attempt.task.pool,
+            "at": attempt.started_at or attempt.dispatched_at,
+        }
+        for attempt in rows
+    ]
 
 
 def pool_environment(pool: str, modules: Iterable[str] = ()) -> Environment:

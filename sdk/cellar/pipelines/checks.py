@@ -179,6 +179,18 @@ def step_resources(
                 )
             )
             continue
+        if resources.gpu == 0 and offer.gpu > 0:
+            # A GPU pool's workers are scarce and costly: a step that does not ask for a GPU never takes one.
+            problems.append(
+                Problem(
+                    "gpu_pool_needs_gpu_tag",
+                    f"pool '{resources.pool}' is a GPU pool and this step asks for no GPU; "
+                    "tag it gpu:<n> or run it on a CPU pool",
+                    cell=draft.cell,
+                    step=draft.name,
+                )
+            )
+            continue
         short = []
         if resources.cpu > offer.cpu:
             short.append(f"{resources.cpu:g} CPU cores (it offers {offer.cpu:g})")
