@@ -380,15 +380,20 @@ class PipelineTaskApi(PipelineRunApi):
         pipeline = self.url_pipeline()
         run = self.url_run(pipeline)
         task = self.url_task(run)
-        refs = selectors.task_refs(task)
-        if sha256 not in refs:
+        ref = selectors.task_refs(task).get(sha256)
+        if ref is None:
             raise exceptions.NotFound()
+        serializer = str(ref.get("serializer", ""))
+        if ref.get("inline") is not None:  # a small value travels inside its reference
+            response = HttpResponse(str(ref["inline"]).encode("utf-8"), content_type="application/octet-stream")
+            response["X-Cellar-Serializer"] = serializer
+            return response
+        from cellar.artifacts.base import ArtifactStoreError
         from cellar_server.tracking.services.artifacts import artifact_store
 
-        serializer = refs[sha256]
         try:
             handle = artifact_store().open_blob(self.team.slug, sha256)
-        except (FileNotFoundError, KeyError, OSError) as exc:
+        except (ArtifactStoreError, OSError, KeyError) as exc:
             raise ServiceError(
                 "blob_missing", f"The store no longer holds this value ({type(exc).__name__}).", status_code=404
             ) from None

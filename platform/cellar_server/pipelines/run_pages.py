@@ -193,16 +193,22 @@ def read_log(task: Task, stream: str, *, team_slug: str) -> str | None:
     ref = (task.logs or {}).get(stream)
     if not isinstance(ref, dict) or ref.get("serializer") != "json" or not ref.get("sha256"):
         return None
-    from cellar_server.tracking.services.artifacts import artifact_store
+    if ref.get("inline") is not None:
+        data = str(ref["inline"]).encode("utf-8")
+    else:
+        from cellar_server.tracking.services.artifacts import artifact_store
 
-    try:
-        with artifact_store().open_blob(team_slug, ref["sha256"]) as handle:
-            data = handle.read(LOG_MAX_BYTES + 1)
-        text = json.loads(data[:LOG_MAX_BYTES].decode("utf-8")) if len(data) <= LOG_MAX_BYTES else None
-    except (OSError, ValueError, KeyError):
-        return "(the store no longer holds this log)"
-    if text is None:
+        try:
+            with artifact_store().open_blob(team_slug, ref["sha256"]) as handle:
+                data = handle.read(LOG_MAX_BYTES + 1)
+        except Exception as exc:  # a store that lost the blob or cannot be reached: say so, do not fail the page
+            return f"(could not read this log from the artifact store: {type(exc).__name__})"
+    if len(data) > LOG_MAX_BYTES:
         return f"(the log is over {LOG_MAX_BYTES // 1024} KiB; fetch it from the API)"
+    try:
+        text = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return "(this log is not text)"
     lines = str(text).splitlines()
     return "\n".join(lines[-LOG_TAIL_LINES:])
 

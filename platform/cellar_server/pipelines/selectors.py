@@ -216,11 +216,13 @@ def foreach_progress(*, spec: dict[str, Any], steps: list[dict[str, Any]]) -> li
     """Per step inside a fan-out: done/total and failed, from the counts run_steps read. The
     foreach step's tasks are all created when it expands, so their count is the fan-out's size."""
     by_name = {s["name"]: s for s in steps}
+    specs = {s["name"]: s for s in spec.get("steps", [])}
     out = []
     for step in spec.get("steps", []):
         fanout = step.get("branch_of")
         if not fanout:
             continue
+        foreach = specs.get(fanout, {}).get("foreach") or {}
         total = sum(by_name.get(fanout, {}).get("tasks", {}).values())
         tasks = by_name.get(step["name"], {}).get("tasks", {})
         done = tasks.get("succeeded", 0) + tasks.get("cached", 0)
@@ -229,6 +231,7 @@ def foreach_progress(*, spec: dict[str, Any], steps: list[dict[str, Any]]) -> li
             {
                 "step": step["name"],
                 "fanout": fanout,
+                "over": f"{foreach.get('item', 'item')} in {foreach.get('iterable', fanout)}",
                 "total": total,
                 "done": done,
                 "failed": failed,
@@ -268,12 +271,12 @@ def _refs(value: Any) -> list[dict[str, Any]]:
     return [value] if isinstance(value, dict) else []
 
 
-def task_refs(task: Task) -> dict[str, str]:
-    """sha256 -> serializer of every blob the task references: inputs, its element, outputs and
-    logs (what a reader of the task may read)."""
+def task_refs(task: Task) -> dict[str, dict[str, Any]]:
+    """sha256 -> reference of every value the task references: inputs, its element, outputs and
+    logs (what a reader of the task may read). A small value's reference holds it `inline`."""
     found = {}
     for value in [*task.inputs.values(), task.item, *task.outputs.values(), *task.logs.values()]:
-        found.update((r["sha256"], str(r.get("serializer", ""))) for r in _refs(value) if r.get("sha256"))
+        found.update((r["sha256"], r) for r in _refs(value) if r.get("sha256"))
     return found
 
 

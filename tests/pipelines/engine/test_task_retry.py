@@ -12,7 +12,15 @@ from cellar_server.teams.actors import Actor
 from cellar_server.teams.models import AuditEvent
 from cellar_server.tracking.models import Run
 from tests.conftest import ROLES
-from tests.pipelines.engine.conftest import failing_notebook, fanout_notebook, fresh, states, task_of
+from tests.pipelines.engine.conftest import (
+    build_notebook,
+    cell,
+    failing_notebook,
+    fanout_notebook,
+    fresh,
+    states,
+    task_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -170,7 +178,8 @@ def test_task_detail_has_attempts_lineage_and_code(promote, start_run, worker, a
     ref = body["outputs"]["plus"]
     blob = client.get(BASE + f"fan/runs/1/tasks/{plus1.pk}/blobs/{ref['sha256']}/")
     assert blob.status_code == 200 and blob["X-Cellar-Serializer"] == ref["serializer"]
-    assert deserialize(ref["serializer"], b"".join(blob.streaming_content)) == 1 + 10
+    assert ref.get("inline") is not None  # a small value travels inside its reference
+    assert deserialize(ref["serializer"], blob.content) == 1 + 10
     other = task_of(run, "plus", 2).outputs["plus"]["sha256"]
     assert client.get(BASE + f"fan/runs/1/tasks/{plus1.pk}/blobs/{other}/").status_code == 404
 
@@ -182,3 +191,15 @@ def test_tasks_filter_by_index(promote, start_run, worker, api_as, members):
     bad = api_as(members["viewer"]).get(BASE + "fan/runs/1/tasks/?index=two")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_index"
     assert run.state == "succeeded"
+
+
+def test_a_stored_blob_streams_from_the_store(promote, start_run, worker, api_as, members, settings, store):
+    settings.ARTIFACT_STORE_URL = f"file://{store.root}"
+    notebook = build_notebook(cell("big = 'x' * 1000", "step:make"), cell("n = len(big)", "step:count"))
+    run = worker.drain(start_run(promote(notebook, "big")))
+    make = task_of(run, "make")
+    ref = make.outputs["big"]
+    assert ref.get("inline") is None
+    blob = api_as(members["viewer"]).get(BASE + f"big/runs/1/tasks/{make.pk}/blobs/{ref['sha256']}/")
+    assert blob.status_code == 200 and blob.streaming
+    assert deserialize(ref["serializer"], b"".join(blob.streaming_content)) == "x" * 1000
