@@ -7,6 +7,16 @@ import pytest
 from tests.factories import UserFactory
 
 
+@pytest.fixture(autouse=True)
+def default_pools(request):
+    """The migration's pools, made again when a transactional test before this one flushed them."""
+    if request.node.get_closest_marker("django_db") is None and "db" not in request.fixturenames:
+        return None
+    from cellar_server.compute.services import pools_ensure_defaults
+
+    return pools_ensure_defaults()
+
+
 @pytest.fixture
 def staff(db):
     user = UserFactory(username="platform-admin")

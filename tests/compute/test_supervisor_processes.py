@@ -134,7 +134,8 @@ def test_the_supervisor_scales_routes_and_drains(control, supervisor, team, memb
     token = mint_token(team, members["editor"])[1]
     cli = promote_and_run(control, token, the_notebook(), "scale", tmp_path)
     # Up: the fan-out's demand brings the cpu pool to its max (2).
-    wait_for(lambda: alive("cpu") == 2, timeout=180, what="two cpu agents", stack=control)
+    wait_for(lambda: alive("cpu") == 2 or cli.poll() is not None, timeout=180, what="two cpu agents", stack=control)
+    assert cli.poll() is None, cli.communicate()[0] + control.output("supervisor")[-3000:]
     # Down with a drain while tasks run: the pool's max drops to 1 and one busy agent is stopped warm.
     Pool.objects.filter(name="cpu").update(max_workers=1)
     wait_for(

@@ -155,3 +155,10 @@ def pool_samples_record(*, now=None, pools: list[str] | None = None, force: bool
         PoolSample.objects.filter(at__lt=now - SAMPLES_KEPT).delete()
         Worker.objects.filter(last_seen__lt=now - WORKERS_KEPT).delete()
     return len(fresh)
+
+
+def pools_ensure_defaults() -> list[Pool]:
+    """Create the default pools that are missing (compute/defaults.py); existing ones stay as edited."""
+    from cellar_server.compute.defaults import DEFAULT_POOLS
+
+    return [Pool.objects.get_or_create(name=d["name"], defaults=d)[0] for d in DEFAULT_POOLS]
