@@ -29,7 +29,7 @@ WORKER_REQUIREMENTS = REPO / "deploy" / "requirements-worker.txt"
 
 SERVICES = {"postgres", "redis", "migrate", "web", "control", "worker-cpu", "worker-gpu", "serve", "hub"}
 NO_DATABASE_SERVICES = ("worker-cpu", "worker-gpu", "serve")
-PROCFILE_TWINS = ("web", "control", "worker-cpu")
+PROCFILE_TWINS = ("web", "control")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -273,6 +273,17 @@ def test_compose_runs_the_procfile_command(name):
     # from the environment (bind address, worker counts) may differ.
     differences = _matches_procfile(compose_argv, procfile[name])
     assert not differences, f"{name}: {compose_argv} does not run the Procfile's command: {differences}"
+
+
+def test_the_procfile_scales_pool_agents_with_the_supervisor():
+    # `make up` runs the local supervisor (workers/cellar_worker/supervisor.py), not a fixed agent; the
+    # compose services run the agent it starts, `cellar-worker --pool <name>`, at fixed counts.
+    procfile = _procfile()
+    assert procfile["workers"] == ["cellar-worker", "supervise"]
+    assert not [name for name in procfile if name.startswith("worker-")]
+    for name, pool in (("worker-cpu", "cpu"), ("worker-gpu", "gpu")):
+        assert _effective_argv(_services()[name], WORKER_DOCKERFILE) == ["cellar-worker", "--pool", pool]
+    assert "CELLAR_WORKER_TOKEN" in (REPO / "Makefile").read_text()
 
 
 # --- (d) the Dockerfiles -------------------------------------------------------------------------------
