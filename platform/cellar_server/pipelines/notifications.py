@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,12 @@ USER_AGENT = "Cellar-Webhook/1"
 
 
 def webhook_timeout() -> float:
-    return float(getattr(django_settings, "CELLAR_WEBHOOK_TIMEOUT", 5.0))
+    """Seconds to connect and to read: settings.CELLAR_WEBHOOK_TIMEOUT, else the variable, else 5."""
+    value = getattr(django_settings, "CELLAR_WEBHOOK_TIMEOUT", None) or os.environ.get("CELLAR_WEBHOOK_TIMEOUT")
+    try:
+        return max(float(value), 0.1) if value else 5.0
+    except ValueError:
+        return 5.0
 
 
 # --- settings ---------------------------------------------------------------------------------------------
