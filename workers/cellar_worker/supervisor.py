@@ -127,7 +127,8 @@ class Supervisor:
     def step(self, pools: list[dict[str, Any]] | None = None) -> None:
         self.reap()
         pools = self.fetch() if pools is None else pools
-        if pools is None:
+        # Stopping (a signal arrived mid-round): start nothing; shutdown() drains what runs.
+        if pools is None or self.stopping.is_set():
             return
         now = time.monotonic()
         for row in pools:
@@ -185,6 +186,8 @@ class Supervisor:
         return free[:count] if len(free) >= count else None
 
     def start_agent(self, plan: PoolPlan) -> bool:
+        if self.stopping.is_set():
+            return False
         devices: list[str] = []
         gpus_value = ""
         if plan.gpus > 0:
@@ -242,7 +245,7 @@ class Supervisor:
                 continue
             self.agents.remove(agent)
             self.events.append((time.time(), agent.pool, "exit", agent.pid))
-            if agent.draining_since is None:
+            if agent.draining_since is None and not self.stopping.is_set():
                 logger.warning(
                     "supervisor: agent %s of pool %s exited by itself (code %s); it is replaced next round",
                     agent.pid, agent.pool, agent.proc.returncode,
