@@ -17,7 +17,8 @@ from tests.workers.conftest import read, step_data, task_request
 
 SHOW = step_data(
     "show",
-    "import json, os\nprint(json.dumps({k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'CELLAR_GPU_FALLBACK')}))",
+    "import json, os\n"
+    "print(json.dumps({k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'CELLAR_GPU_FALLBACK')}))",
 )
 
 
