@@ -10,8 +10,8 @@
 - Cellar drives the hub's REST API with a service token (cellar_server/workspaces/hub.py).
 
 Everything comes from the environment, with the `make up` defaults:
-CELLAR_HOME (var), CELLAR_HUB_URL (http://127.0.0.1:8001, the proxy users open),
-CELLAR_HUB_INTERNAL_PORT (8081), CELLAR_HUB_PROXY_API_PORT (8002),
+CELLAR_HOME (var), CELLAR_HUB_URL (http://127.0.0.1:<CELLAR_PORT + 1>, the proxy users open),
+CELLAR_HUB_INTERNAL_PORT (CELLAR_PORT + 81), CELLAR_HUB_PROXY_API_PORT (CELLAR_PORT + 2),
 CELLAR_PUBLIC_URL (where browsers reach Cellar; default CELLAR_API_URL or http://127.0.0.1:8000),
 CELLAR_API_URL (where the hub and the servers call Cellar), CELLAR_HUB_API_TOKEN, CELLAR_HUB_OAUTH_FILE.
 """
@@ -36,9 +36,12 @@ HUB_DIR.mkdir(parents=True, exist_ok=True)
 
 CELLAR_API_URL = os.environ.get("CELLAR_API_URL", "http://127.0.0.1:8000").rstrip("/")
 CELLAR_PUBLIC_URL = (os.environ.get("CELLAR_PUBLIC_URL") or CELLAR_API_URL).rstrip("/")
-HUB_URL = os.environ.get("CELLAR_HUB_URL", "http://127.0.0.1:8001").rstrip("/")
-HUB_INTERNAL_PORT = int(os.environ.get("CELLAR_HUB_INTERNAL_PORT", "8081"))
-PROXY_API_PORT = int(os.environ.get("CELLAR_HUB_PROXY_API_PORT", "8002"))
+# Ports follow CELLAR_PORT (8000: the hub on 8001, its proxy's API on 8002, the hub itself on 8081), so
+# two `make up` instances with their own CELLAR_PORT do not collide.
+_CELLAR_PORT = int(os.environ.get("CELLAR_PORT", "8000"))
+HUB_URL = os.environ.get("CELLAR_HUB_URL", f"http://127.0.0.1:{_CELLAR_PORT + 1}").rstrip("/")
+HUB_INTERNAL_PORT = int(os.environ.get("CELLAR_HUB_INTERNAL_PORT", str(_CELLAR_PORT + 81)))
+PROXY_API_PORT = int(os.environ.get("CELLAR_HUB_PROXY_API_PORT", str(_CELLAR_PORT + 2)))
 
 
 def _secret_file(variable: str, path: Path, what: str) -> str:
@@ -69,6 +72,9 @@ c.ConfigurableHTTPProxy.command = [str(Path(__file__).parent / "node_modules" / 
 c.JupyterHub.db_url = f"sqlite:///{HUB_DIR / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(HUB_DIR / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(HUB_DIR / "jupyterhub.pid")
+# Not the default (jupyterhub-proxy.pid in the working directory): a second instance started from the
+# same folder would read it and kill this instance's proxy.
+c.ConfigurableHTTPProxy.pid_file = str(HUB_DIR / "jupyterhub-proxy.pid")
 # POST /users/<name>/server answers 202 at once while the server spawns; Cellar's page polls.
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.JupyterHub.cleanup_servers = True
