@@ -242,37 +242,6 @@ from cellar_server.workspaces import keys as _workspace_keys  # noqa: E402  (no 
 INSTALLED_APPS += ["oauth2_provider", "cellar_server.workspaces"]
 # Where browsers reach Cellar and the hub (links in pages and in the notebook's promote dialog).
 CELLAR_PUBLIC_URL = os.environ.get("CELLAR_PUBLIC_URL") or CELLAR_API_URL
-CELLAR_HUB_PUBLIC_URL = os.environ.get("CELLAR_HUB_URL", "http://127.0.0.1:8001")
-# Where Cellar calls the hub's REST API (the proxy forwards /hub/api/ to the hub).
-CELLAR_HUB_API_URL = os.environ.get("CELLAR_HUB_API_URL") or CELLAR_HUB_PUBLIC_URL
-CELLAR_HUB_OAUTH_CALLBACK = CELLAR_HUB_PUBLIC_URL.rstrip("/") + "/hub/oauth_callback"
-# The profiles a user picks from when starting a server; the hub's spawner maps the slugs to resources
-# (notebooks_ext/hub/jupyterhub_config.py locally, deploy/hub/ on Kubernetes).
-CELLAR_WORKSPACE_PROFILES = [
-    {"slug": "cpu", "display_name": "CPU", "description": "2 CPUs, 8 GiB memory"},
-    {"slug": "gpu", "display_name": "GPU", "description": "1 NVIDIA GPU, 8 CPUs, 32 GiB memory"},
-]
-OAUTH2_PROVIDER = {
-    "OIDC_ENABLED": True,
-    "OIDC_RSA_PRIVATE_KEY": _workspace_keys.oidc_private_key(),
-    "OAUTH2_VALIDATOR_CLASS": "cellar_server.workspaces.oidc.CellarOIDCValidator",
-    "SCOPES": {
-        "openid": "Sign in with your Cellar account",
-        "profile": "Your user name",
-        "email": "Your email address",
-        "groups": "The teams you belong to, and your role in each",
-    },
-    "DEFAULT_SCOPES": ["openid", "profile"],
-    "PKCE_REQUIRED": True,
-    "ACCESS_TOKEN_EXPIRE_SECONDS": config.env_int("CELLAR_OAUTH_ACCESS_TOKEN_SECONDS", 3600),
-}
-
-# --- Workspaces: JupyterHub behind Cellar's sign-in (cellar_server/workspaces, docs/workspaces.md) ----
-from cellar_server.workspaces import keys as _workspace_keys  # noqa: E402  (no Django imports)
-
-INSTALLED_APPS += ["oauth2_provider", "cellar_server.workspaces"]
-# Where browsers reach Cellar and the hub (links in pages and in the notebook's promote dialog).
-CELLAR_PUBLIC_URL = os.environ.get("CELLAR_PUBLIC_URL") or CELLAR_API_URL
 # Default: the port after Cellar's own (notebooks_ext/hub/jupyterhub_config.py derives it the same way).
 CELLAR_HUB_PUBLIC_URL = (
     os.environ.get("CELLAR_HUB_URL") or f"http://127.0.0.1:{config.env_int('CELLAR_PORT', 8000) + 1}"
