@@ -298,6 +298,19 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
     snap(page, "workspace-save-version")
     dialog.locator(".jp-mod-reject").click()
 
+    # --- unsaved edits are what is sent; a compile error is shown on its cell ------------------------
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(4).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nprint(missing_name)")
+    page.keyboard.press("Escape")
+    open_promote_dialog(page)
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.get_by_test_id("cellar-problems")).to_contain_text("missing_name")
+    expect(page.locator(".jp-Cell.cellar-problem")).to_have_count(1)
+    expect(page.locator(".jp-Cell").nth(4).get_by_test_id("cellar-cell-problem")).to_contain_text("missing_name")
+    snap(page, "workspace-compile-error")
+    dialog.locator(".jp-mod-reject").click()
+
     # --- stop from the Workspace page ----------------------------------------------------------------
     page.goto(f"{live_server.url}/t/acme/workspace/")
     page.get_by_test_id("stop-server").click()
