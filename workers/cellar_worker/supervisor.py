@@ -6,9 +6,10 @@ that demand in worker slots clamped to the pool's [min_workers, max_workers]) an
 each pool's agent processes (`cellar-worker --pool <name>`) toward it:
 
 - **Up at once**: missing agents start in the same round.
-- **Down after a cool-down** (`cooldown`, default 15 s of lower demand), one agent per round,
-  an idle one first (its status reports say how many tasks it holds): so a pool does not
-  flap between the batches of a run, and a GPU pool with min 0 goes back to zero when idle.
+- **Down after a cool-down**: once fewer agents have been wanted for `cooldown` seconds
+  (default 15), the surplus is drained, idle agents first (their status reports say how many
+  tasks they hold): a pool does not flap between the batches of a run, and a GPU pool with
+  min 0 goes back to zero when idle.
 - **Draining**: an agent is stopped with SIGTERM, Celery's warm shutdown. It stops taking
   messages, finishes the batches it holds (acknowledged late, after their results are
   posted), and exits; a message it had prefetched but not started goes back to the queue
@@ -151,8 +152,9 @@ class Supervisor:
             elif plan.desired < len(running):
                 plan.lower_since = plan.lower_since or now
                 if now - plan.lower_since >= self.cooldown:
-                    self.drain(self._pick_idle(running, row))
-                    plan.lower_since = now  # one agent per cool-down: demand may come back
+                    for agent in self._pick_idle(running, row)[: len(running) - plan.desired]:
+                        self.drain(agent)
+                    plan.lower_since = None
             else:
                 plan.lower_since = None
         self.enforce_drain_timeout()
@@ -169,14 +171,15 @@ class Supervisor:
             )
         return False
 
-    def _pick_idle(self, running: list[AgentProcess], row: dict[str, Any]) -> AgentProcess:
-        """The agent to drain: one that holds no task (its status report says so), else the newest."""
+    def _pick_idle(self, running: list[AgentProcess], row: dict[str, Any]) -> list[AgentProcess]:
+        """Agents in the order to drain them: those holding no task first (their status reports
+        say so), newest first."""
         busy = {
             int(w["pid"]): int(w.get("current_tasks") or 0)
             for w in row.get("worker_list") or []
             if w.get("host") == socket.gethostname()
         }
-        return sorted(running, key=lambda a: (busy.get(a.pid, 0), -a.started))[0]
+        return sorted(running, key=lambda a: (busy.get(a.pid, 0), -a.started))
 
     # --- processes ----------------------------------------------------------------------------
 
