@@ -161,3 +161,16 @@ def test_fallback_tasks_name_the_team_tasks_run_by_workers_without_a_gpu(team, o
     rows = selectors.fallback_tasks(team_id=team.id)
     assert [(row["team"], row["pool"], row["worker"]) for row in rows] == [("acme", "gpu", "gpu@box:9")]
     assert selectors.workers_on_fallback(names=["gpu@box:9", "cpu@box:1"]) == {"gpu@box:9"}
+
+
+@pytest.mark.parametrize("role", ["viewer", "owner"])
+def test_the_team_usage_api(api_as, members, role):
+    answer = api_as(members[role]).get("/api/v1/teams/acme/compute/usage/")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["cpu_hours"] == 0 and body["gpu_hours_quota"] == "100.00" and body["by_pool_hours"] == {}
+
+
+def test_the_team_usage_api_is_404_for_another_team(api_as, team, outsider):
+    answer = api_as(outsider).get("/api/v1/teams/acme/compute/usage/")
+    assert answer.status_code == 404

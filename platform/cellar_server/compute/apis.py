@@ -7,6 +7,7 @@ supervisor and KEDA's metrics-api trigger poll it), and worker heartbeats.
     GET   /api/v1/compute/pools/<name>/demand/   {"demand", "queued", "dispatched", "running", "workers",
                                                   "desired_workers"}
     POST  /api/v1/compute/workers/heartbeats/    worker credential: what an agent reports about itself
+    GET   /api/v1/teams/<team>/compute/usage/    a team's CPU-hours and GPU-hours this month vs its quota
 
 Reading takes a signed-in user, an API token, or the worker credential (compute/credentials.py);
 heartbeats take the worker credential only.
@@ -29,6 +30,7 @@ from cellar_server.compute import selectors, services
 from cellar_server.compute.credentials import WorkerCredentialAuthentication, is_worker
 from cellar_server.compute.models import Pool
 from cellar_server.core.exceptions import ServiceError
+from cellar_server.core.viewsets import TeamScopedViewSet
 from cellar_server.teams.authentication import BearerTokenAuthentication
 
 
@@ -72,7 +74,9 @@ def _status_or_404(name: str) -> selectors.PoolStatus:
 
 
 class PoolListApi(_ComputeApi):
-    @extend_schema(summary="Every pool with its demand and live workers", responses={200: dict})
+    @extend_schema(
+        summary="Every pool with its demand and live workers", responses={200: dict}, operation_id="compute_pools_list"
+    )
     def get(self, request: Request) -> Response:
         results = [status_body(status) for status in selectors.pool_statuses()]
         return Response({"count": len(results), "next": None, "previous": None, "results": results})
@@ -147,3 +151,24 @@ class WorkerHeartbeatApi(APIView):
         report = {name: data.get(name) for name in REPORT_FIELDS}
         worker = services.worker_heartbeat_record(report=report)
         return Response({"worker": worker.name, "state": worker.state})
+
+
+class TeamUsageApi(TeamScopedViewSet):
+    """GET /api/v1/teams/<team>/compute/usage/: the team's CPU-hours and GPU-hours this month
+    against its GPU-hours quota (every member reads it)."""
+
+    scope_map = {"GET": "compute:read"}
+
+    @extend_schema(summary="The team's compute usage this month against its quota", responses={200: dict})
+    def retrieve(self, request: Request, team_slug: str) -> Response:
+        usage = selectors.team_usage(team=self.team)
+        return Response(
+            {
+                "since": usage.since,
+                "cpu_hours": round(usage.cpu_hours, 4),
+                "gpu_hours": round(usage.gpu_hours, 4),
+                "gpu_hours_quota": str(usage.gpu_hours_quota),
+                "gpu_quota_used": round(usage.gpu_quota_used, 4),
+                "by_pool_hours": {pool: round(hours, 4) for pool, hours in sorted(usage.by_pool.items())},
+            }
+        )

@@ -112,6 +112,16 @@ def pool_offers() -> dict[str, PoolOffer]:
     return pool_offer_map() or default_pools()
 
 
+def pool_capacity(pool: str) -> int | None:
+    """Tasks the pool can run at once at its largest (max workers x concurrency), from the compute
+    app's pool; None when it has no such pool. What the dispatcher's window should be sized on for
+    an autoscaled pool (engine/settings.py pool_workers reads CELLAR_ENGINE_POOL_WORKERS today)."""
+    from cellar_server.compute.selectors import pool_for_name
+
+    found = pool_for_name(name=pool)
+    return None if found is None else max(1, found.max_workers * found.concurrency)
+
+
 # --- reads for the compute app (demand, usage); the pipelines models stay behind this module ---
 
 
