@@ -37,6 +37,10 @@ def roots_notebook():
 
 @pytest.fixture
 def failed_run(team, members, tmp_path, settings, live_server, editor_token, tracking_state, monkeypatch):
+    from cellar_server.celery import app
+
+    # The FakeWorker plays the agent: batches and dispatch requests must not reach a real broker.
+    monkeypatch.setattr(app, "send_task", lambda *args, **kwargs: None)
     store_dir = tmp_path / "store"
     settings.ARTIFACT_STORE_URL = f"file://{store_dir}"
     monkeypatch.setenv("CELLAR_URL", live_server.url)
