@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jupyter_server.utils import url_path_join
 
-from cellar_notebooks.handlers import ContextHandler, PreviewHandler, PromoteHandler, RunsHandler
+from cellar_notebooks.handlers import ContextHandler, PreviewHandler, PromoteHandler, PullHandler, RunsHandler
 from cellar_notebooks.tokens import KernelTokenKeeper
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ def _load_jupyter_server_extension(server_app) -> None:
             (url_path_join(base, "preview"), PreviewHandler),
             (url_path_join(base, "promote"), PromoteHandler),
             (url_path_join(base, "runs"), RunsHandler),
+            (url_path_join(base, "pull"), PullHandler),
         ],
     )
     keeper.start()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.ioloop import IOLoop
 
 MAX_BODY = 10 * 1024 * 1024
 
@@ -125,6 +128,51 @@ class PreviewHandler(_PromoteBase):
 
 class PromoteHandler(_PromoteBase):
     endpoint = "promote"
+
+
+class PullHandler(CellarHandler):
+    """ "Open in notebook" from a failed task: `cellar pull` into pulled/ here, then open it in JupyterLab.
+
+    A GET (it is a link from Cellar's run page) that only writes the reproducing notebook into the
+    user's own server, from data their token may read; the same request twice writes the same file.
+    """
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        team, pipeline = self.get_argument("team", ""), self.get_argument("pipeline", "")
+        step, run = self.get_argument("step", ""), self.get_argument("run", "")
+        index = self.get_argument("index", "")
+        if not (team and pipeline and step and run.isdigit()) or (index and not index.isdigit()):
+            self.fail(400, "bad_request", "Give team, pipeline, run (a number), step and, for a foreach, index.")
+            return
+        token = self.team_token(team)
+        if token is None:
+            return
+        root = Path(self.settings.get("server_root_dir") or os.getcwd()).expanduser()
+        try:
+            name = await IOLoop.current().run_in_executor(
+                None, _pull, self.keeper.url, token, team, pipeline, int(run), step, int(index) if index else None, root
+            )
+        except Exception as exc:  # the SDK's TaskNotFound, CellarAPIError, a store error: say it, as JSON
+            self.fail(404 if exc.__class__.__name__ == "TaskNotFound" else 502, "pull_failed", str(exc))
+            return
+        self.redirect(url_path_join(self.base_url, "lab", "tree", PULLED, name))
+
+
+PULLED = "pulled"
+
+
+def _pull(url: str, token: str, team: str, pipeline: str, run: int, step: str, index: int | None, root: Path) -> str:
+    from cellar.client import Client
+    from cellar.pipelines.load_task import TaskReader
+    from cellar.pipelines.pull import default_path, write_notebook
+
+    task = TaskReader(Client(url, token), team).load(pipeline, run, step, index)
+    folder = root / PULLED
+    folder.mkdir(parents=True, exist_ok=True)
+    name = default_path(task)
+    write_notebook(task, folder / name)
+    return name
 
 
 class RunsHandler(CellarHandler):

@@ -27,7 +27,10 @@ import requests
 from playwright.sync_api import Page, expect
 
 from cellar_server.pipelines.models import Pipeline, PipelineRun
+from cellar_server.teams.actors import Actor
 from cellar_server.teams.models import Membership
+from cellar_server.teams.roles import scopes_for
+from cellar_server.workspaces import promote as workspace_promote
 from tests.e2e.conftest import sign_in, snap
 from tests.engine_e2e.conftest import engine, stack, wait_for  # noqa: F401  (fixtures: control worker + agent)
 from tests.factories import TeamFactory, UserFactory, add_member
@@ -249,6 +252,34 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
         "succeeded", timeout=30_000
     )
     snap(page, "workspace-runs-panel")
+
+    # --- "Open in notebook" from a deliberately failed run: the reproducing notebook opens in Lab ----
+    failing = notebook(
+        code_cell("rows = [1, 2, 3]", "step:load"),
+        code_cell("ratio = sum(rows) / (len(rows) - 3)", "step:boom"),
+    )
+    broken = workspace_promote.promote(
+        team=team,
+        actor=Actor(user=alice),
+        scopes=scopes_for("admin"),
+        notebook=failing,
+        cells=None,
+        pipeline_name="broken",
+        notebook_name="broken.ipynb",
+        production=True,
+        run_now=True,
+    ).run
+    wait_for(
+        lambda: PipelineRun.all_teams.get(pk=broken.pk).state == "failed", what="the broken run to fail", stack=engine
+    )
+    lab = page.context.new_page()  # the first tab holds unsaved edits; leave it alone
+    lab.goto(f"{live_server.url}/t/acme/workspace/open/?pipeline=broken&run={broken.number}&step=boom")
+    expect(lab).to_have_url(re.compile(r"/tree/pulled/broken-1-boom\.ipynb"), timeout=LAB_TIMEOUT)
+    expect(lab.locator(".jp-Cell").filter(has_text="len(rows) - 3")).to_be_visible(timeout=LAB_TIMEOUT)
+    expect(lab.locator(".jp-Cell").filter(has_text="ZeroDivisionError").first).to_be_visible()
+    snap(lab, "workspace-open-in-notebook")
+    assert (hub.workspace("alice") / "pulled" / "broken-1-boom.ipynb").exists()
+    lab.close()
 
     # --- the handler: XSRF required, authentication required --------------------------------------
     preview = f"{HUB}/user/alice/cellar/preview"

@@ -13,4 +13,5 @@ urlpatterns = [
     path(TEAM + "workspace/state/", views.workspace_state, name="state"),
     path(TEAM + "workspace/start/", views.workspace_start, name="start"),
     path(TEAM + "workspace/stop/", views.workspace_stop, name="stop"),
+    path(TEAM + "workspace/open/", views.workspace_open, name="open"),
 ]

@@ -7,9 +7,11 @@ request on a spawn.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from cellar_server.core.exceptions import ServiceError
@@ -70,3 +72,40 @@ def workspace_start(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 def workspace_stop(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     state, error = _state_or_error(lambda: services.workspace_stop(user=request.user))
     return render(request, "workspaces/_server.html", _context(request, access, state, error))
+
+
+@team_page("pipelines:read")
+def workspace_open(request: HttpRequest, access: TeamAccess) -> HttpResponse:
+    """ "Open in notebook" from a failed task: start my server if needed, then `cellar pull` in it.
+
+    The server extension writes the reproducing notebook (pulled/<pipeline>-<run>-<step>.ipynb)
+    and opens it in JupyterLab. While the server starts, this page polls and then redirects.
+    """
+    pipeline, step = request.GET.get("pipeline", ""), request.GET.get("step", "")
+    run, index = request.GET.get("run", ""), request.GET.get("index", "")
+    if not (pipeline and step and run.isdigit()) or (index and not index.isdigit()):
+        return HttpResponseBadRequest("Open in notebook needs pipeline, run (a number), step and, in a foreach, index.")
+    name = request.user.get_username()
+    query = {"team": access.team.slug, "pipeline": pipeline, "run": run, "step": step}
+    if index:
+        query["index"] = index
+    target = f"{settings.CELLAR_HUB_PUBLIC_URL.rstrip('/')}/user/{name}/cellar/pull?{urlencode(query)}"
+    polling = request.GET.get("poll") == "1"
+    if polling:
+        state, error = _state_or_error(lambda: HubClient().server_state(name))
+    else:
+        state, error = _state_or_error(
+            lambda: services.workspace_start(user=request.user, profile=request.GET.get("profile", "cpu"))
+        )
+    if state is not None and state.state == "running":
+        if polling:
+            response = HttpResponse(status=200)
+            response["HX-Redirect"] = target
+            return response
+        return redirect(target)
+    context = {
+        **_context(request, access, state, error),
+        "where": f"{pipeline} #{run} · {step}" + (f"[{index}]" if index else ""),
+        "poll_url": f"{request.path}?{urlencode({**query, 'poll': '1'})}",
+    }
+    return render(request, "workspaces/open.html" if not polling else "workspaces/_opening.html", context)
