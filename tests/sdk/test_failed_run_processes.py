@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -67,10 +68,11 @@ def test_a_failed_production_run_notifies_shows_its_logs_and_pulls_into_a_notebo
 
     # The task's page shows the stdout the agent uploaded, and the debug commands.
     task = Task.all_teams.get(run=run, step="root", index=2, kind="step")
-    assert task.logs.get("stdout") or task.logs.get("stderr") or task.error
+    assert task.logs["stdout"]["sha256"]  # uploaded by the agent
     client.force_login(members["viewer"])
     page = client.get(f"/t/acme/pipelines/roots/runs/{run.number}/tasks/{task.pk}/").content.decode()
     assert "cellar pull roots/1 --step root --index 2" in page and "ZeroDivisionError" in page
+    assert re.search(r'data-testid="log-stdout">root of 0\s*</pre>', page)
 
     # cellar pull through the API, then the notebook raises what the task raised.
     editor = mint_token(team, members["editor"])[1]

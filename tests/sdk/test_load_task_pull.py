@@ -30,7 +30,11 @@ def roots_notebook():
         cell("def inverse_of(v):\n    return 1 / v", "functions"),
         cell("scale = 3\nrows = [1, 4, 0, 9]", "parameters"),
         cell("values = [r for r in rows]", "step:load"),
-        cell("root = math.sqrt(value) * scale\ninverse = inverse_of(value)", "step:root", "foreach:values:value"),
+        cell(
+            "print(f'root of {value}')\nroot = math.sqrt(value) * scale\ninverse = inverse_of(value)",
+            "step:root",
+            "foreach:values:value",
+        ),
         cell("total = sum(inverse)", "step:total", "join"),
     )
 
@@ -100,7 +104,7 @@ def test_the_pulled_notebook_reproduces_the_failure(failed_run, tmp_path, capsys
     assert "roots #1" in sources[0] and "ZeroDivisionError" in sources[0] and "v1" in sources[0]
     assert sources[1] == "rows = [1, 4, 0, 9]\nscale = 5"  # the run's values, not the defaults
     assert "import math" in sources[2] and 'cellar.load_task("roots/1", "root", index=2)' in sources[3]
-    assert sources[4] == "root = math.sqrt(value) * scale\ninverse = inverse_of(value)"
+    assert sources[4] == "print(f'root of {value}')\nroot = math.sqrt(value) * scale\ninverse = inverse_of(value)"
     assert notebook.metadata["cellar"]["pulled"]["task"] == task_of(failed_run, "root", 2).pk
     client = NotebookClient(
         notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}
