@@ -77,6 +77,7 @@ def test_pool_edits_are_validated(staff, changes, message):
     assert caught.value.code == "invalid_pool" and message in caught.value.message
 
 
+@pytest.mark.both_databases  # the GROUP BY the autoscalers read
 def test_demand_is_queued_dispatched_and_running_tasks(team, worker_api):
     run = make_run(version_for(team))
     add_tasks(run, "square", 5)
@@ -135,6 +136,7 @@ def test_a_silent_or_stopped_worker_is_not_counted(worker_api):
     assert [w.name for w in selectors.workers_alive(pool="cpu")] == ["cpu@box:2"]
 
 
+@pytest.mark.both_databases  # duration arithmetic differs between SQLite and PostgreSQL
 def test_usage_counts_cpu_and_gpu_hours_of_the_team_only(team, other_team):
     now = timezone.now()
     for owner, pool, hours in ((team, "cpu", 3), (team, "gpu", 2), (other_team, "gpu", 7)):
