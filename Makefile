@@ -76,7 +76,8 @@ up: $(RUNTIME_STAMP) hub-install
 	export PATH="$(abspath $(BIN)):$$PATH" REDIS_URL="$$($(PY) manage.py cellar_env --get REDIS_URL)" \
 	  ARTIFACT_STORE_URL="$$($(PY) manage.py cellar_env --get ARTIFACT_STORE_URL)" \
 	  CELLAR_API_URL="$${CELLAR_API_URL:-http://127.0.0.1:$${CELLAR_PORT:-8000}}" \
-	  CELLAR_WORKER_TOKEN="$$($(PY) manage.py cellar_worker_token)"; \
+	  CELLAR_WORKER_TOKEN="$$($(PY) manage.py cellar_worker_token)" \
+	  CELLAR_ENGINE_POOL_WORKERS="$${CELLAR_ENGINE_POOL_WORKERS:-$$($(PY) manage.py cellar_pool_capacity)}"; \
 	  exec $(BIN)/honcho start -f Procfile
 
 ## test: lint, then the whole suite (unit, API, processes, browser) on $DATABASE_URL, then the

@@ -176,3 +176,15 @@ def test_the_team_usage_api(api_as, members, role):
 def test_the_team_usage_api_is_404_for_another_team(api_as, team, outsider):
     answer = api_as(outsider).get("/api/v1/teams/acme/compute/usage/")
     assert answer.status_code == 404
+
+
+def test_pool_capacity_for_the_dispatch_window(staff, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    services.pool_update(user=staff, pool=Pool.objects.get(name="cpu"), max_workers=6, concurrency=2)
+    out = StringIO()
+    call_command("cellar_pool_capacity", stdout=out)
+    assert json.loads(out.getvalue()) == {"cpu": 12, "gpu": 1}
+    assert pools.pool_capacity("cpu") == 12 and pools.pool_capacity("tpu") is None
