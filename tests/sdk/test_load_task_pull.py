@@ -6,6 +6,7 @@ FakeWorker (real step code, in-process) against the live server's artifact store
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -135,3 +136,33 @@ def test_pull_refuses_what_it_cannot_do(failed_run, tmp_path, capsys):
     (tmp_path / "taken.ipynb").write_text("{}")
     assert cli.main(["pull", "roots/1", "--step", "load", "-o", str(tmp_path / "taken.ipynb")]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_a_failed_foreach_expansion_pulls_too(team, members, failed_run, tmp_path):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = build_notebook(
+        cell("values = 5", "step:load"), cell("y = value * 2", "step:twice", "foreach:values:value")
+    )
+    version = services.pipeline_version_create(
+        team=team,
+        pipeline_name="bad-fan",
+        notebook=notebook,
+        actor=Actor(user=members["admin"]),
+        scopes=scopes_for("admin"),
+    ).version
+    run = run_create(
+        team=team, pipeline=version.pipeline, version=version, parameters={}, actor=Actor(user=members["editor"])
+    )
+    from django.conf import settings
+
+    run = FakeWorker(LocalArtifactStore(Path(settings.ARTIFACT_STORE_URL[len("file://") :]))).drain(run)
+    assert run.state == "failed" and run.error["kind"] == "expand"
+    task = load_task("bad-fan/1", "twice")
+    assert task.kind == "expand" and task.inputs == {"values": 5} and "expand_foreach(values)" in task.code
+    pulled = task_notebook(task)
+    assert "evaluated the foreach's iterable" in pulled.cells[0].source
+    with pytest.raises(CellExecutionError) as caught:
+        NotebookClient(pulled, kernel_name="python3", timeout=120).execute()
+    assert caught.value.ename == "TypeError" and "foreach needs something to iterate over" in str(caught.value)

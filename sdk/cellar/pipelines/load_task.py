@@ -9,7 +9,9 @@
 `pipeline="churn"`. The task's inputs (its foreach element included, under the step's item
 name) and outputs are read through the API (`GET …/runs/<n>/tasks/<id>/` and the blobs it
 references) and deserialized here with the serializer each value was stored with; a join's input
-is a list in element order. Credentials as everywhere in the SDK: cellar.login(), or
+is a list in element order. A foreach step named without `index` whose expansion failed (its
+iterable could not be evaluated) gives that expansion task, whose code is the iterable's
+evaluation. Credentials as everywhere in the SDK: cellar.login(), or
 CELLAR_URL / CELLAR_TOKEN / CELLAR_TEAM. A failed task has no outputs.
 """
 
@@ -47,6 +49,7 @@ class LoadedTask:
     code: str = ""
     prelude: str = ""
     error: dict[str, Any] | None = None
+    kind: str = "step"  # "expand": the task that evaluated a foreach's iterable
     record: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __iter__(self):
@@ -85,6 +88,11 @@ class TaskReader:
             self.base(pipeline, number) + "tasks/", step=step, kind="step", index=-1 if index is None else index
         )
         rows = listing.get("results") or []
+        if not rows and index is None:
+            # A foreach step named without an element: its expansion (the task that evaluated the
+            # iterable) when that is what did not succeed; otherwise an element was meant.
+            listing = self.client.get(self.base(pipeline, number) + "tasks/", step=step, kind="expand", index=-1)
+            rows = [r for r in listing.get("results") or [] if r.get("state") not in ("succeeded", "cached")]
         if not rows:
             where = step if index is None else f"{step}[{index}]"
             hint = " (a foreach step: give index=…)" if index is None else ""
@@ -124,6 +132,11 @@ class TaskReader:
             item_name = (source.get("foreach") or {}).get("item") or "item"
             inputs[item_name] = value(record["item"])
         outputs = {name: value(ref) for name, ref in sorted((record.get("outputs") or {}).items())}
+        code = source.get("code", "")
+        if record.get("kind") == "expand":
+            # The task evaluated the foreach's iterable (execute/step.py evaluate_foreach), not the code.
+            iterable = (source.get("foreach") or {}).get("iterable", "")
+            code = f"from cellar.pipelines.execute.step import expand_foreach\n\nelements = expand_foreach({iterable})"
         return LoadedTask(
             pipeline=pipeline,
             run=number,
@@ -136,7 +149,8 @@ class TaskReader:
             item_name=item_name,
             parameters=record.get("parameters") or {},
             version=record.get("version") or {},
-            code=source.get("code", ""),
+            code=code,
+            kind=record.get("kind", "step"),
             prelude=source.get("prelude", ""),
             error=record.get("error"),
             record=record,

@@ -40,6 +40,8 @@ def _header(task: LoadedTask) -> str:
             if part
         )
         lines += ["", f"It failed with `{kind}: {error.get('message', '')}`" + (f" ({place})." if place else ".")]
+    if task.kind == "expand":
+        lines += ["", "This task evaluated the foreach's iterable (its elements); the last cell does the same."]
     lines += [
         "",
         "The cells below are what the worker ran, in its order: the run's parameters, the step's "
