@@ -193,3 +193,22 @@ def test_query_counts_do_not_grow_with_the_run(
 
 # Pinned: session, membership, pipeline, run (+ version spec, step counts, metrics, task page).
 QUERIES = {"1/": 12, "1/live/": 8, "1/tasks/?step=square": 8, "": 7}
+
+
+def test_the_metrics_a_run_logged_show_on_its_page(client, members, team, fan_run):
+    from cellar_server.tracking.services.runs import run_get, run_log_batch
+
+    tracked = run_get(team=team, run_id=fan_run.tracking_run)
+    run_log_batch(run=tracked, metrics=[{"key": "auc", "value": 0.875, "timestamp": 1, "step": 3}])
+    body = login(client, members["viewer"]).get(f"{T}fan/runs/1/").content.decode()
+    assert 'data-metric="auc"' in body and "0.875" in body and f"/t/acme/runs/{fan_run.tracking_run}/" in body
+
+
+@pytest.mark.parametrize("step,index,queries", [("plus", 1, 10), ("total", -1, 10)], ids=["branch", "join"])
+def test_the_task_page_has_a_pinned_query_count(
+    client, members, fan_run, django_assert_num_queries, step, index, queries
+):
+    c = login(client, members["viewer"])
+    task = task_of(fan_run, step, index)
+    with django_assert_num_queries(queries):
+        assert c.get(f"{T}fan/runs/1/tasks/{task.pk}/").status_code == 200
