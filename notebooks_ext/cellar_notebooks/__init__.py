@@ -19,10 +19,6 @@ def _jupyter_server_extension_points():
     return [{"module": "cellar_notebooks"}]
 
 
-def _jupyter_labextension_paths():
-    return [{"src": "../jupyter-data/labextensions/cellar-notebooks", "dest": "cellar-notebooks"}]
-
-
 def _load_jupyter_server_extension(server_app) -> None:
     web_app = server_app.web_app
     keeper = KernelTokenKeeper.from_environment(log=server_app.log)

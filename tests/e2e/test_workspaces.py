@@ -31,6 +31,7 @@ from cellar_server.teams.actors import Actor
 from cellar_server.teams.models import Membership
 from cellar_server.teams.roles import scopes_for
 from cellar_server.workspaces import promote as workspace_promote
+from cellar_server.workspaces.hub import HubClient
 from tests.e2e.conftest import sign_in, snap
 from tests.engine_e2e.conftest import engine, stack, wait_for  # noqa: F401  (fixtures: control worker + agent)
 from tests.factories import TeamFactory, UserFactory, add_member
@@ -206,6 +207,7 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
     assert started.value.status in (200, 202)
     expect(page.get_by_test_id("workspace-state")).to_have_text("running", timeout=LAB_TIMEOUT)
     snap(page, "workspace-page-running")
+    assert HubClient().user("alice")["groups"] == ["acme"]  # Cellar's teams, set when it started the server
     assert Membership.all_teams.filter(user=alice).exists()
 
     # --- into JupyterLab through the hub's sign-in (Cellar is its OpenID Connect provider) --------------
