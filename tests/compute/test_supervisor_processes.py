@@ -158,6 +158,8 @@ def test_the_supervisor_scales_routes_and_drains(control, supervisor, team, memb
     workers = dict(TaskAttempt.all_teams.filter(task__run_id=run.pk).values_list("task__step", "worker"))
     # Routing: the gpu:1 step on the gpu pool's agent, the others on cpu agents.
     assert workers["train"].startswith("gpu@"), workers
+    # Its name says it ran on the CPU: every page showing the task's worker shows that.
+    assert workers["train"].endswith("+cpu-fallback"), workers
     assert all(workers[s].startswith("cpu@") for s in ("make", "total")), workers
     square_workers = set(
         TaskAttempt.all_teams.filter(task__run_id=run.pk, task__step="square").values_list("worker", flat=True)

@@ -52,7 +52,7 @@ class Agent:
         gpu_fallback: bool = False,
     ):
         self.pool = pool
-        self.worker = worker or worker_id(pool)
+        self.worker = worker or worker_id(pool, gpu_fallback=gpu_fallback)
         self.default_api_url = default_api_url.rstrip("/")
         self.store = store_from_url(artifact_store_url)
         self.timeout_grace = timeout_grace
@@ -111,9 +111,14 @@ class Agent:
             client.close()
 
 
-def worker_id(pool: str) -> str:
-    """The agent's name: task attempts record it, and its status reports carry it."""
-    return f"{pool}@{socket.gethostname()}:{os.getpid()}"
+FALLBACK_SUFFIX = "+cpu-fallback"
+
+
+def worker_id(pool: str, *, gpu_fallback: bool = False) -> str:
+    """The agent's name: task attempts record it, and its status reports carry it. A GPU pool's
+    agent running on the CPU says so in its name, so every task it ran shows it wherever the
+    task's worker is shown (run pages, the API), with no extra query or field."""
+    return f"{pool}@{socket.gethostname()}:{os.getpid()}" + (FALLBACK_SUFFIX if gpu_fallback else "")
 
 
 _agent: Agent | None = None
@@ -146,7 +151,7 @@ def _start_reporting(**_: Any) -> None:
     _reporter = WorkerReporter(
         api_url=config.api_url(),
         token=token,
-        worker=worker_id(pool),
+        worker=worker_id(pool, gpu_fallback=fallback),
         pool=pool,
         concurrency=int(os.environ.get("CELLAR_WORKER_CONCURRENCY", "1")),
         current_tasks=_tasks_held,
