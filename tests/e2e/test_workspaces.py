@@ -219,6 +219,13 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
     run_cell(page, 1, expect_text="whoami: alice")
     snap(page, "workspace-lab-notebook")
 
+    # The button is in the cell toolbar and the cell context menu too.
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(3).locator(".jp-InputPrompt").click()
+    expect(page.locator(".jp-cell-toolbar [data-command='cellar:promote-cells']").first).to_be_visible()
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(3).locator(".jp-InputPrompt").click(button="right")
+    expect(page.locator(".lm-Menu-item[data-command='cellar:promote-cells']")).to_be_visible()
+    page.keyboard.press("Escape")
+
     # --- promote: the dialog shows the inferred steps before anything is sent -----------------------
     open_promote_dialog(page)
     dialog = page.locator(".jp-Dialog")
