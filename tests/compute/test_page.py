@@ -54,3 +54,28 @@ def test_the_query_count_does_not_grow(client, team, members, settings, django_a
     with django_assert_num_queries(len(small.captured_queries)):
         response = client.get("/t/acme/compute/")
     assert response.content.count(b"<code>cpu@box:") == 6
+
+
+def test_staff_edit_a_pool_from_the_page(client, team, members, staff):
+    from cellar_server.compute.models import Pool
+
+    client.force_login(members["owner"])
+    assert b'data-testid="edit-cpu"' not in client.get("/t/acme/compute/").content
+    body = {"cpu-min_workers": 0, "cpu-max_workers": 6, "cpu-concurrency": 2, "cpu-gpus": 0, "cpu-memory": "8Gi"}
+    assert client.post("/t/acme/compute/pools/cpu/", body).status_code == 403
+    assert Pool.objects.get(name="cpu").max_workers != 6
+
+    client.force_login(staff)
+    # Staff read every team (STAFF_SCOPES), so the page and its form are theirs on any team.
+    page = client.get("/t/acme/compute/")
+    assert page.status_code == 200 and b'data-testid="edit-cpu"' in page.content
+    answer = client.post("/t/acme/compute/pools/cpu/", body, follow=True)
+    assert b"Pool cpu saved." in answer.content
+    pool = Pool.objects.get(name="cpu")
+    assert (pool.min_workers, pool.max_workers, pool.concurrency, pool.memory) == (0, 6, 2, 8 * 1024**3)
+    # The memory shown back (bytes) is accepted as it is; a rule broken is said on the page.
+    again = client.post("/t/acme/compute/pools/cpu/", {**body, "cpu-memory": str(pool.memory), "cpu-min_workers": 9})
+    assert again.status_code == 302
+    assert Pool.objects.get(name="cpu").min_workers == 0
+    shown = client.get("/t/acme/compute/").content
+    assert b"cannot exceed max_workers" in shown

@@ -103,3 +103,24 @@ def test_another_team_sees_no_page(page: Page, team, outsider):
     sign_in(page, "outsider", shots="compute-outsider")
     response = page.goto("/t/acme/compute/")
     assert response is not None and response.status == 404
+
+
+def test_a_platform_admin_resizes_a_pool(page: Page, team, settings):
+    from tests.factories import UserFactory
+
+    settings.CELLAR_POOLS = ""
+    admin = UserFactory(username="platform-admin")
+    admin.is_staff = True
+    admin.save(update_fields=["is_staff"])
+    sign_in(page, "platform-admin", shots="compute-staff")
+    visit(page, "/t/acme/compute/", "compute-staff-page", ready="[data-testid=pool-gpu]")
+    edit = page.get_by_test_id("edit-gpu")
+    edit.locator("summary").click()
+    edit.get_by_label("Max workers").fill("3")
+    edit.get_by_label("Memory per worker").fill("64Gi")
+    snap(page, "compute-staff-edit")
+    edit.get_by_role("button", name="Save").click()
+    expect(page.locator(".msg.success")).to_contain_text("Pool gpu saved.")
+    expect(page.get_by_test_id("pool-gpu")).to_contain_text("0–3 workers")
+    assert Pool.objects.get(name="gpu").memory == 64 * 1024**3
+    snap(page, "compute-staff-saved")

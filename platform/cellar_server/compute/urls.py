@@ -8,4 +8,5 @@ app_name = "compute"
 
 urlpatterns = [
     path("t/<slug:team_slug>/compute/", views.pools, name="pools"),
+    path("t/<slug:team_slug>/compute/pools/<slug:pool_name>/", views.pool_edit, name="pool-edit"),
 ]
