@@ -124,3 +124,10 @@ def test_an_unreachable_api_leaves_agents_as_they_are(make, launched):
     sup.step([row(desired=1)])
     sup.step()  # fetch() fails: nothing listens on port 9
     assert sup.counts() == {"cpu": 1}
+
+
+def test_the_agents_of_a_pool_that_is_gone_drain(make, launched):
+    sup = make(cooldown=0)
+    sup.step([row("bigmem", desired=1), row(desired=1)])
+    sup.step([row(desired=1)])
+    assert sup.counts() == {"cpu": 1}

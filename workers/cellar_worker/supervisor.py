@@ -132,6 +132,10 @@ class Supervisor:
         if pools is None or self.stopping.is_set():
             return
         now = time.monotonic()
+        # A pool that no longer exists (deleted, renamed) is wanted at zero: its agents drain.
+        listed = {row["pool"] for row in pools}
+        gone = sorted({a.pool for a in self.agents if a.pool not in listed and a.draining_since is None})
+        pools = [*pools, *({"pool": name, "desired_workers": 0} for name in gone)]
         for row in pools:
             name = row["pool"]
             if self.only is not None and name not in self.only:
