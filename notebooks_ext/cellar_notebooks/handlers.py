@@ -20,6 +20,8 @@ from jupyter_server.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.ioloop import IOLoop
 
+from cellar_notebooks.tokens import CHECK_SECONDS
+
 MAX_BODY = 10 * 1024 * 1024
 
 
@@ -32,8 +34,12 @@ class CellarHandler(APIHandler):
         self.set_status(status)
         self.finish(json.dumps({"error": {"code": code, "message": message}}))
 
-    def team_token(self, team: str) -> str | None:
+    async def team_token(self, team: str) -> str | None:
+        """The kernel token for `team`; a team joined since the last renewal triggers one (once per check)."""
         token = self.keeper.token_for(team)
+        if token is None and self.keeper.age_seconds() > CHECK_SECONDS:
+            await self.keeper.renew_now()
+            token = self.keeper.token_for(team)
         if token is None:
             known = sorted((self.keeper.read() or {}).get("tokens") or {})
             self.fail(
@@ -107,7 +113,7 @@ class _PromoteBase(CellarHandler):
         body = self.json_body()
         if body is None:
             return
-        token = self.team_token(body["team"])
+        token = await self.team_token(body["team"])
         if token is None:
             return
         payload = {
@@ -145,7 +151,7 @@ class PullHandler(CellarHandler):
         if not (team and pipeline and step and run.isdigit()) or (index and not index.isdigit()):
             self.fail(400, "bad_request", "Give team, pipeline, run (a number), step and, for a foreach, index.")
             return
-        token = self.team_token(team)
+        token = await self.team_token(team)
         if token is None:
             return
         root = Path(self.settings.get("server_root_dir") or os.getcwd()).expanduser()
@@ -184,7 +190,7 @@ class RunsHandler(CellarHandler):
         if not team or not pipeline:
             self.fail(400, "team_required", "Name the team and the pipeline.")
             return
-        token = self.team_token(team)
+        token = await self.team_token(team)
         if token is None:
             return
         query = urlencode({"page_size": 10})

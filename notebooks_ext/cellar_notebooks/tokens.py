@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,9 +96,23 @@ class KernelTokenKeeper:
             json.dump(payload, handle, indent=2)
         os.replace(tmp, self.path)
 
+    def age_seconds(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return float("inf")
+
+    async def renew_now(self) -> None:
+        """Renew regardless of `renew_after` (a team joined since), quietly on failure."""
+        if self.hub_token:
+            await self._renew_logged()
+
     async def renew_if_due(self) -> None:
         if not self.hub_token or not self.due():
             return
+        await self._renew_logged()
+
+    async def _renew_logged(self) -> None:
         try:
             await self.renew()
         except (HTTPClientError, OSError, ValueError, KeyError) as exc:

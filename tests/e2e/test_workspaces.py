@@ -302,6 +302,25 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
         preview, data=json.dumps({**json.loads(body), "team": "rival"}), headers={**headers, "X-XSRFToken": xsrf}
     )
     assert other_team.status == 403 and other_team.json()["error"]["code"] == "not_a_member"
+    # Cellar is the source of truth: joining a team there reaches the running server (a renewal on demand).
+    # A missing team's token is fetched at most once per check interval (1 s here), so ask until it is.
+    add_member(TeamFactory(slug="rival"), alice, "editor")
+    joined = wait_for(
+        lambda: (
+            (
+                answer := page.request.post(
+                    preview,
+                    data=json.dumps({**json.loads(body), "team": "rival"}),
+                    headers={**headers, "X-XSRFToken": xsrf},
+                )
+            ).status
+            == 200
+            and answer
+        ),
+        timeout=30,
+        what="the server to fetch a token for the team just joined",
+    )
+    assert joined.json()["target"] == {"name": "demo", "exists": False, "production": None}
     anonymous = requests.post(preview, data=body, headers=headers, timeout=30, allow_redirects=False)
     assert anonymous.status_code in (302, 403)
 
