@@ -45,3 +45,15 @@ def test_start_and_stop_need_post_and_a_signed_in_user(members, no_hub):
 def test_the_nav_links_the_workspace(members, no_hub):
     response = signed_in(members["viewer"]).get("/t/acme/workspace/")
     assert b'data-nav="workspace"' in response.content and b'href="/t/acme/workspace/"' in response.content
+
+
+def test_open_in_notebook_needs_a_run_and_a_step(members, no_hub):
+    client = signed_in(members["viewer"])
+    assert client.get("/t/acme/workspace/open/?pipeline=churn&run=x&step=train").status_code == 400
+    assert client.get("/t/acme/workspace/open/?pipeline=churn&run=3").status_code == 400
+
+
+def test_open_in_notebook_says_when_the_hub_is_down(members, no_hub):
+    response = signed_in(members["viewer"]).get("/t/acme/workspace/open/?pipeline=churn&run=3&step=train")
+    assert response.status_code == 200 and b'data-testid="workspace-error"' in response.content
+    assert b"churn #3" in response.content
