@@ -133,7 +133,7 @@ def node(page: Page, step: str):
     return page.get_by_test_id("dag").locator(f'a.dag-node[data-step="{step}"]')
 
 
-def test_a_run_page_follows_the_run_then_retry_and_resume_from_the_pages(page: Page, open_page, scores, members):
+def test_a_run_page_follows_the_run_then_retry_and_resume_from_the_pages(page: Page, open_page, scores, members, team):
     start, worker = scores
     run = start()
     sign_in(page, "editor-user", shots="runs-editor")
@@ -191,6 +191,19 @@ def test_a_run_page_follows_the_run_then_retry_and_resume_from_the_pages(page: P
     expect(node(page, "total")).to_have_attribute("data-state", "succeeded")
     expect(page.get_by_test_id("foreach-progress").get_by_test_id("fan-count")).to_have_text("6/6")
     snap(page, "run-retried-succeeded")
+
+    # Metrics the run logged (tracking) are listed and charted with Plotly on its page.
+    from cellar_server.tracking.services.runs import run_get, run_log_batch
+
+    tracked = run_get(team=team, run_id=PipelineRun.all_teams.get(pk=run.pk).tracking_run)
+    points = [{"key": "loss", "value": 1 / (i + 1), "timestamp": i, "step": i} for i in range(20)]
+    run_log_batch(run=tracked, metrics=points)
+    page.reload()
+    expect(page.get_by_test_id("run-metrics").locator("tr[data-metric='loss']")).to_contain_text("0.05")
+    page.get_by_test_id("run-metrics").scroll_into_view_if_needed()  # charts load when they come into view
+    chart = page.locator(".chart-slot[data-key=loss] .tchart[data-rendered=true] svg.main-svg").first
+    expect(chart).to_be_attached(timeout=30_000)
+    page.get_by_test_id("run-metrics").screenshot(path=SCREENSHOTS / "run-metrics.png")
 
     # A second run fails; resume it from its page: a new run that reuses what finished.
     second = start(use_cache=False)
