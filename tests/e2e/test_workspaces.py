@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.test import Client as DjangoClient
 from playwright.sync_api import Page, expect
 
 from cellar_server.pipelines.models import Pipeline, PipelineRun
@@ -196,6 +197,11 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
     UserFactory(username="vic")
     prepare_workspace(hub, "alice")
 
+    # Only a user's hub token buys kernel tokens: not a service's, not a made-up one (asked in-process).
+    for bad in (hub.token, "not-a-hub-token"):
+        refused = DjangoClient().post("/api/v1/workspaces/kernel-tokens/", HTTP_AUTHORIZATION=f"token {bad}")
+        assert refused.status_code == 401, refused.content
+
     # --- sign in to Cellar, start the workspace from its page (202, then polled) ----------------------
     sign_in(page, "alice", shots="workspace")
     page.goto(f"{live_server.url}/t/acme/workspace/")
@@ -330,6 +336,7 @@ def test_sign_in_workspace_lab_promote_run_and_viewer(page, open_page, hub_app, 
     response = intruder.goto(f"{HUB}/user/alice/lab")
     assert response is not None and response.status == 403, intruder.url
     expect(intruder.locator(".jp-LabShell")).to_have_count(0)
+    intruder.context.close()
 
     # --- kernel tokens are renewed while the server runs ----------------------------------------------
     token_path = hub.workspace("alice") / ".cellar" / "token.json"
