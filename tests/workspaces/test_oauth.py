@@ -200,3 +200,20 @@ def test_token_endpoint_refuses_a_wrong_secret(hub_client, bob):
         },
     )
     assert response.status_code == 401
+
+
+def test_an_unwritable_cellar_home_does_not_stop_settings_from_loading(tmp_path, monkeypatch):
+    from cellar_server.workspaces import keys
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CELLAR_HOME", str(blocker / "home"))  # cannot be created, even by root
+    monkeypatch.delenv("CELLAR_OIDC_PRIVATE_KEY", raising=False)
+    assert keys.oidc_private_key().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_the_key_variable_wins(monkeypatch):
+    from cellar_server.workspaces import keys
+
+    monkeypatch.setenv("CELLAR_OIDC_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\\nx")
+    assert keys.oidc_private_key().endswith("x")

@@ -39,7 +39,12 @@ def oidc_private_key() -> str:
     """The RSA key that signs ID tokens (RS256): $CELLAR_OIDC_PRIVATE_KEY, else a generated file."""
     if os.environ.get("CELLAR_OIDC_PRIVATE_KEY"):
         return os.environ["CELLAR_OIDC_PRIVATE_KEY"]
-    return _read_or_create(hub_dir() / "oidc-private.pem", _new_rsa_pem)
+    try:
+        return _read_or_create(hub_dir() / "oidc-private.pem", _new_rsa_pem)
+    except OSError:
+        # A read-only CELLAR_HOME (an image without the variable): this process signs with a key of
+        # its own, so hub sign-in works only through this one process. Settings must still load.
+        return _new_rsa_pem()
 
 
 def _new_rsa_pem() -> str:
