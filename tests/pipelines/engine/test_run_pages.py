@@ -129,6 +129,8 @@ def test_the_task_page_shows_lineage_logs_and_the_debug_commands(client, members
     boom = task_of(failed, "boom")
     body = c.get(f"{T}flaky/runs/1/tasks/{boom.pk}/").content.decode()
     assert "cellar pull flaky/1 --step boom" in body
+    # "Open in notebook" goes through the user's workspace (workspaces app) to the same notebook
+    assert 'href="/t/acme/workspace/open/?pipeline=flaky&amp;run=1&amp;step=boom"' in body
     assert "cellar.load_task(&quot;flaky/1&quot;, &quot;boom&quot;)" in body
     assert 'data-input="x"' in body and f"/tasks/{task_of(failed, 'load').pk}/" in body
     assert "raise ValueError" in body  # the step's code
