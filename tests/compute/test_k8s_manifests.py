@@ -104,6 +104,13 @@ def test_the_processes_are_all_there(overlay):
     assert "cellar-migrate" in by_kind(docs, "Job")
     assert {"cellar-web", "cellar-serve", "cellar-hub"} <= set(by_kind(docs, "Service"))
     assert {doc["metadata"].get("namespace") for doc in docs if doc["kind"] != "Namespace"} == {"cellar"}
+    # The hub spawns users' servers as pods here (KubeSpawner, deploy/hub): its account may.
+    hub = deployments["cellar-hub"]["spec"]["template"]["spec"]
+    assert hub["containers"][0]["command"][-1].endswith("deploy/hub/jupyterhub_config.py")
+    binding = by_kind(docs, "RoleBinding")["cellar-hub-spawner"]
+    assert binding["subjects"][0]["name"] == hub["serviceAccountName"] == "cellar-hub"
+    rules = by_kind(docs, "Role")[binding["roleRef"]["name"]]["rules"]
+    assert "pods" in rules[0]["resources"] and "create" in rules[0]["verbs"]
 
 
 def test_each_pool_scales_on_its_demand_with_keda(overlay):
