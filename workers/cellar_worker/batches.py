@@ -85,7 +85,7 @@ class BatchRun:
         heartbeats: Heartbeats,
         store: ArtifactStore,
         timeout_grace: float = 5.0,
-        report_every: int = 50,
+        report_every: int = 500,  # above the largest batch (200): one results POST per batch, or per second
         report_interval: float = 1.0,
     ):
         self.batch = batch

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
-from cellar_server.pipelines.models import TASK_QUEUED, Task
+from cellar_server.pipelines.models import TASK_QUEUED, StepCacheEntry, Task
 
 CHUNK = 1000
 
@@ -102,17 +103,34 @@ def insert_tasks(tasks: list[NewTask]) -> None:
                 value = times[value]
             row.append(value)
         rows.append(row + defaults)
-    table = quote(Task._meta.db_table)
+    _insert(quote(Task._meta.db_table), columns, rows)
+
+
+def insert_cache_entries(entries: list[tuple[int, str, dict[str, Any], int]]) -> None:
+    """Insert (team_id, key, outputs, task_id) step-cache entries; a key the team already has
+    keeps its first entry (ON CONFLICT DO NOTHING: the same key means the same content)."""
+    if not entries:
+        return
+    quote = connection.ops.quote_name
+    fields = ["team", "key", "outputs", "task", "created_at"]
+    columns = ", ".join(quote(StepCacheEntry._meta.get_field(n).column) for n in fields)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    rows = [[team_id, key, _dumps(outputs), task_id, now] for team_id, key, outputs, task_id in entries if key]
+    _insert(quote(StepCacheEntry._meta.db_table), columns, rows, suffix=" ON CONFLICT DO NOTHING")
+
+
+def _insert(table: str, columns: str, rows: list[list[Any]], suffix: str = "") -> None:
     with connection.cursor() as cursor:
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             if connection.vendor == "postgresql":
                 from psycopg2.extras import execute_values
 
-                execute_values(cursor.cursor, f"INSERT INTO {table} ({columns}) VALUES %s", chunk, page_size=CHUNK)
+                sql = f"INSERT INTO {table} ({columns}) VALUES %s{suffix}"
+                execute_values(cursor.cursor, sql, chunk, page_size=CHUNK)
             else:
-                marks = ", ".join(["%s"] * len(names))
-                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", chunk)
+                marks = ", ".join(["%s"] * len(chunk[0]))
+                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}){suffix}", chunk)
 
 
 def save_tasks(tasks: list[Task], fields: list[str]) -> None:
