@@ -46,7 +46,9 @@ def test_a_batch_runs_in_one_process_outputs_content_addressed(pool, store, tmp_
     items = [ArtifactRef.from_dict(ref) for ref in expand["items"]]
     assert [load_artifact(ref, store=store, team="acme") for ref in items] == [1, 2, 3]
 
-    branch = step_data("train", "score = g * scale", foreach={"iterable": "grid", "item": "g"}, outputs=["score"])
+    # Scores over INLINE_MAX_BYTES, so they are blobs (smaller JSON values travel in their reference).
+    code = "score = [g * scale] * 100"
+    branch = step_data("train", code, foreach={"iterable": "grid", "item": "g"}, outputs=["score"])
     branch["parameters"] = ["scale"]
     scores = []
     for ref in items:
@@ -54,12 +56,12 @@ def test_a_batch_runs_in_one_process_outputs_content_addressed(pool, store, tmp_
         assert answer["ok"], answer
         scores.append(answer["outputs"]["score"])
     # Content-addressed: the same value is the same blob, under the team's prefix.
-    assert scores[0]["sha256"] == store_value(10, store=store, team="acme").sha256
+    assert scores[0]["sha256"] == store_value([10] * 100, store=store, team="acme").sha256
     assert (tmp_path / "artifacts" / "teams" / "acme" / "data" / scores[0]["sha256"][:2]).is_dir()
 
     join = step_data("pick", "best = max(score)", inputs={"score": "train"}, outputs=["best"], join=True)
     answer = executor.run(task_request(logs, join, inputs={"score": scores}))
-    assert load_artifact(ArtifactRef.from_dict(answer["outputs"]["best"]), store=store, team="acme") == 30
+    assert load_artifact(ArtifactRef.from_dict(answer["outputs"]["best"]), store=store, team="acme") == [30] * 100
     assert executor.tasks_run == 5 and executor.alive()
 
 
