@@ -14,6 +14,7 @@ while the attempt is in flight.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.core import signing
@@ -42,7 +43,7 @@ def token_verify(token: str, *, task_id: int, lease: str) -> dict[str, Any]:
     if not isinstance(token, str) or not token:
         raise TokenInvalid("No task token: send the token that came with the task in its batch.")
     try:
-        payload = signing.loads(token, salt=SALT)
+        payload = _signed_payload(token)
     except signing.BadSignature:
         raise TokenInvalid("This task token was not issued by this server (or was altered).") from None
     if not isinstance(payload, dict) or payload.get("task") != task_id:
@@ -50,6 +51,15 @@ def token_verify(token: str, *, task_id: int, lease: str) -> dict[str, Any]:
     if payload.get("lease") != lease:
         raise TokenInvalid(f"This task token is for another lease of task {task_id}.")
     return payload
+
+
+@lru_cache(maxsize=32_768)
+def _signed_payload(token: str) -> Any:
+    """The payload of a token signed here. A task's token is checked at its claim, at every
+    heartbeat while it is held and with its result; the signature of a given string never
+    changes, so each process checks it once (a bad one raises and is not kept). Callers must
+    not mutate the payload."""
+    return signing.loads(token, salt=SALT)
 
 
 @dataclass(frozen=True)
