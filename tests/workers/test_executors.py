@@ -307,3 +307,26 @@ def test_an_executor_exits_when_its_agent_is_killed(store_dir, tmp_path):
     finally:
         if agent.poll() is None:
             agent.kill()
+
+
+def test_a_batchs_step_goes_once_and_later_tasks_name_it(pool, tmp_path):
+    """The agent sends the step, source and parameters with a batch's first task only; the
+    executor runs the later tasks from what it kept, and refuses a batch key it never got."""
+    executor = pool.acquire("acme", "env-1")
+    step = step_data("scale", "y = item * k", outputs=["y"], foreach={"iterable": "xs", "item": "item"})
+    step["parameters"] = ["k"]
+    first = task_request(tmp_path, step, static="batch-1", parameters={"k": 3}, item=store_ref(2))
+    assert executor.run(first)["ok"]
+    later = task_request(tmp_path, step, static="batch-1", item=store_ref(5))
+    for name in ("step", "source", "parameters"):
+        del later[name]
+    answer = executor.run(later)
+    assert answer["ok"] and json.loads(answer["outputs"]["y"]["inline"]) == 15
+    unknown = {**later, "static": "batch-2"}
+    answer = executor.run(unknown)
+    assert not answer["ok"] and "protocol error" in answer["error"]["message"]
+
+
+def store_ref(value) -> dict:
+    """A foreach element as the engine hands it over: small values travel in their reference."""
+    return store_value(value, store=None, team="acme").to_dict()

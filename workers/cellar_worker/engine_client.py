@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import requests
@@ -77,11 +76,11 @@ class EngineClient:
 
     def claim(self, leases: Sequence[Lease], *, retry_for: float = 60.0) -> dict[str, Any]:
         """-> {"claimed": [id], "refused": {id: reason}}"""
-        return self._post("claims/", {"tasks": [asdict(lease) for lease in leases]}, retry_for)
+        return self._post("claims/", {"tasks": [lease.to_dict() for lease in leases]}, retry_for)
 
     def heartbeat(self, leases: Sequence[Lease], *, retry_for: float = 0.0) -> dict[str, Any]:
         """-> {"alive": [id], "cancel": [id], "stale": [id]}"""
-        return self._post("heartbeats/", {"tasks": [asdict(lease) for lease in leases]}, retry_for)
+        return self._post("heartbeats/", {"tasks": [lease.to_dict() for lease in leases]}, retry_for)
 
     def report(self, reports: Sequence[TaskReport], *, retry_for: float = 300.0) -> dict[str, Any]:
         """-> {"accepted": [id], "refused": {id: reason}}"""

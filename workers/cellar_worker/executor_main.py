@@ -4,8 +4,10 @@ Started by `executors.py` as ``python -m cellar_worker.executor_main <fd>`` with
 environment (no broker, no database credentials). It imports the SDK only: never Celery,
 never the agent. It talks to its agent over the socket `fd`, one JSON message per task:
 
-    agent -> executor  {"op": "run", "kind": "step" | "expand", "team", "step", "source",
-                        "parameters", "inputs", "item", "timeout", "env", "stdout", "stderr"}
+    agent -> executor  {"op": "run", "kind": "step" | "expand", "team", "static", "inputs",
+                        "item", "timeout", "env", "stdout", "stderr"}
+                       + "step", "source", "parameters" with a batch's first task here
+                       ("static" names them for the batch's later tasks)
     executor -> agent  {"ok": true, "outputs": {name: ref}} | {"ok": true, "items": [ref]}
                        | {"ok": false, "error": StepFailed.to_dict()-like}
 
@@ -59,10 +61,16 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[written:]
 
 
+_LIBC: list[Any] = []
+
+
 def _flush_c_stdio() -> None:
-    # C extensions buffer through stdio; flush before the descriptors move.
+    # C extensions buffer through stdio; flush before the descriptors move. The handle is
+    # loaded once: dlopen per task was 4% of an executor's time.
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None).fflush(None)
+        if not _LIBC:
+            _LIBC.append(ctypes.CDLL(None))
+        _LIBC[0].fflush(None)
 
 
 @contextlib.contextmanager
@@ -129,18 +137,40 @@ def _executor_error(step: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
+class _Static:
+    """What every task of a batch shares (step, source map, parameter values): the agent sends it
+    with the first task of each batch it gives this process and names it by key afterwards."""
+
+    key: str | None = None
+    step: Step | None = None
+    source: StepSource | None = None
+    parameters: dict[str, Any] = {}
+
+    @classmethod
+    def take(cls, request: dict[str, Any]) -> tuple[Step, StepSource | None, dict[str, Any]]:
+        if "step" in request:
+            cls.key, cls.step = request.get("static"), step_from_dict(request["step"])
+            cls.source, cls.parameters = source_from_dict(request.get("source")), request.get("parameters") or {}
+        elif cls.step is None or cls.key != request.get("static"):
+            raise RuntimeError("the agent named a step this executor was not given (protocol error)")
+        return cls.step, cls.source, cls.parameters
+
+
 def run_task(request: dict[str, Any], store: ArtifactStore) -> dict[str, Any]:
-    step = step_from_dict(request["step"])
+    try:
+        step, source, parameters = _Static.take(request)
+    except RuntimeError as exc:
+        return {"ok": False, "error": _executor_error(str((request.get("step") or {}).get("name", "")), exc)}
     team = request["team"]
     _task_environment(request.get("env") or {})
     with _logs_to(request["stdout"], request["stderr"]) as write:
         try:
             common = dict(
-                parameters=request.get("parameters") or {},
+                parameters=parameters,
                 inputs={name: _ref(ref) for name, ref in (request.get("inputs") or {}).items()},
                 store=store,
                 team=team,
-                source=source_from_dict(request.get("source")),
+                source=source,
             )
             if request.get("kind") == EXPAND:
                 refs = evaluate_foreach(step, **common)

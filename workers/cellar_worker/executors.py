@@ -101,6 +101,9 @@ class Executor:
         self.kill_reason: str | None = None
         self.last_used = time.monotonic()
         self.tasks_run = 0
+        # The batch whose step, source and parameters this process already holds (batches.py
+        # sends them once per batch and executor, not with every task).
+        self.known_static: str | None = None
         if not self.conn.poll(start_timeout):
             self.kill("start")
             self.close()

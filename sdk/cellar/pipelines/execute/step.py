@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import functools
 import io
 import linecache
 import os
@@ -114,7 +115,15 @@ def _deadline(seconds: float | None):
 
 def _compile(text: str, filename: str) -> types.CodeType:
     # linecache lets tracebacks (and debuggers) show the user's lines for the pseudo file.
-    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    cached = linecache.cache.get(filename)
+    if cached is None or cached[2] is None or "".join(cached[2]) != text:
+        linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    return _compiled(text, filename)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str, filename: str) -> types.CodeType:
+    """A warm executor runs the same step's code for every element of a fan-out: compile it once."""
     return compile(text, filename, "exec", dont_inherit=True)
 
 
