@@ -23,7 +23,6 @@ What ends a task early:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -106,6 +105,7 @@ class BatchRun:
         self._last_report = time.monotonic()
         self.summary = {"claimed": 0, "refused": 0, "reported": 0, "abandoned": 0}
         self.static_key = uuid.uuid4().hex
+        self._log_end = {"stdout": 0, "stderr": 0}  # where the previous task's output ended in each file
 
     # --- the heartbeat thread's side ------------------------------------------------------
 
@@ -181,7 +181,7 @@ class BatchRun:
             except ExecutorGone as exc:
                 self.abandon(item, str(exc))
                 return None
-        out, err = logs / f"{item.task}.stdout", logs / f"{item.task}.stderr"
+        out, err = logs / "batch.stdout", logs / "batch.stderr"  # shared by the batch's tasks, read by offset
         timeout = self.batch.timeout or self.batch.step.get("timeout")
         started = time.time()
         self.heartbeats.started(self.api_url, item.task, started)
@@ -276,16 +276,23 @@ class BatchRun:
             outputs=(answer.get("outputs") or {}) if item.kind != EXPAND else {},
             items=answer.get("items") if item.kind == EXPAND and state == SUCCEEDED else None,
             error=error,
-            logs=self.store_logs(out, err),
+            logs=self.store_logs(out, err, answer.get("log_sizes")),
             started_at=started,
             ended_at=time.time(),
         )
         self._pending.append(report)
 
-    def store_logs(self, out: Path | None, err: Path | None) -> dict[str, Any]:
+    def store_logs(self, out: Path | None, err: Path | None, sizes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Store what this task wrote: each batch file from where the previous task's output ended
+        to the size the executor reported (or the file's size, when it died without a word)."""
         logs = {}
         for stream, path in (("stdout", out), ("stderr", err)):
-            text = _read_log(path)
+            start = self._log_end[stream]
+            end = (sizes or {}).get(stream)
+            if not isinstance(end, int) or isinstance(end, bool):
+                end = _size(path)
+            self._log_end[stream] = max(start, end)
+            text = _read_log(path, start, end)
             if text:
                 try:
                     logs[stream] = store_value(text, store=self.store, team=self.batch.team, inline=False).to_dict()
@@ -316,15 +323,21 @@ class BatchRun:
             self.heartbeats.discard(self.api_url, report.task)
 
 
-def _read_log(path: Path | None) -> str:
-    if path is None or not path.exists():
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except FileNotFoundError:
+        return 0
+
+
+def _read_log(path: Path | None, start: int, end: int) -> str:
+    """Bytes [start, end) of a batch log file as text, keeping the last LOG_LIMIT bytes."""
+    if path is None or end <= start:
         return ""
-    size = path.stat().st_size
+    skipped = max(0, end - start - LOG_LIMIT)
     with path.open("rb") as handle:
-        if size > LOG_LIMIT:
-            handle.seek(size - LOG_LIMIT)
-            data = f"[… the first {size - LOG_LIMIT} bytes are not kept …]\n".encode() + handle.read()
-        else:
-            data = handle.read()
-    os.unlink(path)
+        handle.seek(start + skipped)
+        data = handle.read(end - start - skipped)
+    if skipped:
+        data = f"[… the first {skipped} bytes are not kept …]\n".encode() + data
     return data.decode("utf-8", "replace")

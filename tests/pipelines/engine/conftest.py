@@ -89,6 +89,13 @@ def failing_notebook(*, retry: int = 0) -> dict[str, Any]:
 # --- versions and runs ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _wide_message_window(settings):
+    """The state-machine tests take what is dispatched in as many groups as they like: a window of
+    16 messages keeps the dispatcher's flow control (test_dispatch_*.py) out of their way."""
+    settings.CELLAR_ENGINE_POOL_WORKERS = 8
+
+
 @pytest.fixture
 def promote(team, members):
     """promote(notebook, name="demo") -> PipelineVersion (created by the team's admin)."""

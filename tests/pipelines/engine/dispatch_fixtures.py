@@ -55,14 +55,16 @@ def make_run(version: PipelineVersion, *, parameters: dict[str, Any] | None = No
     )
 
 
-def add_tasks(run: PipelineRun, step: str, count: int, *, pool: str = "cpu", **fields: Any) -> list[Task]:
-    """`count` ready tasks of `step` (indexes 0..count-1; a single task gets index -1)."""
+def add_tasks(
+    run: PipelineRun, step: str, count: int, *, pool: str = "cpu", first_index: int = 0, **fields: Any
+) -> list[Task]:
+    """`count` ready tasks of `step` (indexes first_index.. ; a single task gets index -1)."""
     rows = [
         Task(
             team_id=run.team_id,
             run=run,
             step=step,
-            index=i if count > 1 else -1,
+            index=first_index + i if count > 1 else -1,
             pool=pool,
             state=fields.get("state", TASK_QUEUED),
             inputs=fields.get("inputs", {}),
@@ -84,6 +86,9 @@ def pool(settings) -> str:
     settings.CELLAR_ENGINE_POOL_WORKERS = 1
     settings.CELLAR_ENGINE_WINDOW_FACTOR = 2
     settings.CELLAR_ENGINE_MAX_BATCH = 200
+    # Tasks here never ran, so every step's task time is unknown: messages take the largest size
+    # instead of the probe's, which has its own tests (test_dispatch_sizing.py).
+    settings.CELLAR_ENGINE_PROBE_BATCH = 200
     return name
 
 

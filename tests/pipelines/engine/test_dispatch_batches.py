@@ -90,7 +90,8 @@ def test_a_batch_carries_the_step_its_parameters_source_and_environment(
     assert item["inputs"] == {"x": {"sha256": "a" * 64, "serializer": "json"}}
 
 
-def test_each_run_and_step_gets_its_own_message(team, pool, queue_reader, django_capture_on_commit_callbacks):
+def test_each_run_and_step_gets_its_own_message(team, pool, queue_reader, django_capture_on_commit_callbacks, settings):
+    settings.CELLAR_ENGINE_WINDOW_FACTOR = 3  # a window of 3 messages: room for all three groups
     version = version_for(team)
     first, second = make_run(version), make_run(version)
     add_tasks(first, "square", 3, pool=pool)

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import redis
 from django.db import connection, transaction
 from django.db.models import CharField, Count, F, Min, Q, QuerySet, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast, Concat, Substr
 from django.utils import timezone
 
 from cellar.pipelines.runner.cache import environment_hash
@@ -57,6 +57,7 @@ from cellar_server.pipelines.models import (
     TASK_DISPATCHED,
     TASK_IN_FLIGHT,
     TASK_QUEUED,
+    TASK_SUCCEEDED,
     PipelineRun,
     Task,
     TaskAttempt,
@@ -178,7 +179,11 @@ def dispatch_pool(*, pool: str) -> int:
         largest = engine_settings.max_batch(pool)
         in_pool = _in_flight_by_team(pools=[pool], teams=None)
         room = workers * engine_settings.window_factor() * largest - sum(in_pool.values())
-        if room <= 0:  # before counting the backlog: a full window is the common case under load
+        # The window counts messages too: one running and (factor - 1) waiting per worker, so
+        # whatever is already in the broker (first come, first served) is never more than a
+        # couple of messages' time ahead of another team's next task.
+        message_room = workers * engine_settings.window_factor() - _messages_in(pool)
+        if room <= 0 or message_room <= 0:  # before the backlog: a full window is common under load
             return 0
         backlog = {
             row["team_id"]: (row["first"], row["n"])
@@ -191,8 +196,9 @@ def dispatch_pool(*, pool: str) -> int:
         # work spreads over every worker instead of queueing in one message; NOT on the room left
         # in the window: under load each result frees a few slots, and messages sized on those
         # would shrink to 1-3 tasks (a 20,000-task fan-out then ran ~17 tasks/s instead of ~160).
-        dispatchable = sum(min(n, max(0, quota_left[team])) for team, (_first, n) in backlog.items())
-        size = min(largest, max(1, math.ceil(dispatchable / (2 * workers))))
+        dispatchable = sum(min(n, max(0, quota_left[team]) * largest) for team, (_first, n) in backlog.items())
+        slots = sum(max(0, quota_left[team]) for team in backlog)
+        size = min(largest, max(1, math.ceil(dispatchable / max(1, min(2 * workers, slots)))))
         # A window with less room than half a message waits for more results (benchmarks/bench_engine.py).
         least = (size + 1) // 2
         if room < least:
@@ -200,22 +206,24 @@ def dispatch_pool(*, pool: str) -> int:
         turns = sorted(backlog, key=lambda team: (in_pool.get(team, 0), backlog[team][0]))
         turns = [team for team in turns if quota_left[team] > 0]
         runs: dict[int, _RunInfo] = {}
+        caps: dict[tuple[int, str], int] = {}
         issued = 0
-        while room > 0 and turns:
+        while room > 0 and message_room > 0 and turns:
             for team in list(turns):
-                take = min(size, room, quota_left[team])
+                take = min(size, room) if quota_left[team] > 0 else 0
                 if room < least and take == room:  # the window, not the quota, would cut this message short
                     turns = []
                     break
-                tasks = _lock_next_group(ready, team=team, limit=take, runs=runs) if take > 0 else []
+                tasks = _lock_next_group(ready, team=team, limit=take, runs=runs, caps=caps) if take > 0 else []
                 if not tasks:
                     turns.remove(team)
                     continue
                 messages.append(_issue(tasks, now=now, runs=runs))
                 room -= len(tasks)
-                quota_left[team] -= len(tasks)
+                message_room -= 1
+                quota_left[team] -= 1
                 issued += len(tasks)
-                if room <= 0:
+                if room <= 0 or message_room <= 0:
                     break
         if messages:
             transaction.on_commit(partial(_publish, pool, messages))
@@ -255,10 +263,22 @@ def _in_flight_by_team(*, pools: list[str], teams: list[int] | None) -> dict[int
     return {row["team_id"]: row["n"] for row in queryset.order_by().values("team_id").annotate(n=Count("id"))}
 
 
+def _slots_by_team(*, pools: list[str], teams: list[int]) -> dict[int, int]:
+    """Worker slots each team holds: its messages in flight. A message's tasks share the lease
+    prefix `_issue` drew for it, and run one after the other in one executor."""
+    queryset = Task.all_teams.filter(state__in=TASK_IN_FLIGHT, pool__in=pools, team_id__in=teams).exclude(lease="")
+    rows = queryset.order_by().values("team_id").annotate(n=Count(Substr("lease", 1, LEASE_PREFIX), distinct=True))
+    return {row["team_id"]: row["n"] for row in rows}
+
+
 def _quota_left(*, teams: list[int], pools: list[str], gpu: bool) -> dict[int, int]:
+    """Messages each team may still have in flight. The quota ("max concurrent tasks") counts
+    tasks that can execute at the same time: a micro-batch executes its tasks one at a time in
+    one executor, so it takes one slot however many tasks it holds. Counting its tasks instead
+    held a 20,000-element fan-out under the default quota of 64 to messages of a few tasks."""
     field = "max_concurrent_gpu_tasks" if gpu else "max_concurrent_cpu_tasks"
     limits = dict(Team.objects.filter(id__in=teams).values_list("id", field))
-    used = _in_flight_by_team(pools=pools, teams=teams)
+    used = _slots_by_team(pools=pools, teams=teams)
     return {team: limits.get(team, 0) - used.get(team, 0) for team in teams}
 
 
@@ -286,7 +306,12 @@ class _Leased(NamedTuple):
 
 
 def _lock_next_group(
-    ready: QuerySet[Task], *, team: int, limit: int, runs: dict[int, _RunInfo] | None = None
+    ready: QuerySet[Task],
+    *,
+    team: int,
+    limit: int,
+    runs: dict[int, _RunInfo] | None = None,
+    caps: dict[tuple[int, str], int] | None = None,
 ) -> list[_Ready]:
     """Up to `limit` ready tasks of the team's oldest ready (run, step), locked; [] when none is free.
 
@@ -309,7 +334,7 @@ def _lock_next_group(
             .order_by("first")[:_GROUPS_SCANNED]
         ]
     for run_id, step in groups:
-        take = limit
+        take = limit if caps is None else min(limit, _batch_cap(run_id, step, caps))
         cap = _step_cap(run_id, step, runs) if runs is not None else None
         if cap is not None:
             in_flight = Task.all_teams.filter(run_id=run_id, step=step, state__in=TASK_IN_FLIGHT).count()
@@ -323,6 +348,32 @@ def _lock_next_group(
 
 
 _GROUPS_SCANNED = 50  # ready (run, step) groups of one team looked at past a step at its concurrency limit
+_DURATION_SAMPLE = 32  # finished tasks of a step whose times estimate the next message's size
+
+
+def _batch_cap(run_id: int, step: str, caps: dict[tuple[int, str], int]) -> int:
+    """Tasks of this step that fit in one message: engine_settings.batch_seconds() over the mean
+    time of the step's tasks that finished in this run, or the probe size before any has."""
+    key = (run_id, step)
+    if key not in caps:
+        times = list(
+            Task.all_teams.filter(run_id=run_id, step=step, state=TASK_SUCCEEDED, kind="step", started_at__isnull=False)
+            .exclude(ended_at=None)
+            .order_by()
+            .values_list("started_at", "ended_at")[:_DURATION_SAMPLE]
+        )
+        if not times:
+            caps[key] = engine_settings.probe_batch()
+        else:
+            mean = sum(max(0.0, (end - start).total_seconds()) for start, end in times) / len(times)
+            caps[key] = max(1, int(engine_settings.batch_seconds() / max(mean, 1e-4)))
+    return caps[key]
+
+
+def _messages_in(pool: str) -> int:
+    """Messages of `pool` in flight: distinct lease prefixes of its dispatched and running tasks."""
+    in_flight = Task.all_teams.filter(state__in=TASK_IN_FLIGHT, pool=pool).exclude(lease="")
+    return in_flight.aggregate(n=Count(Substr("lease", 1, LEASE_PREFIX), distinct=True))["n"] or 0
 
 
 def _step_cap(run_id: int, step: str, runs: dict[int, _RunInfo]) -> int | None:

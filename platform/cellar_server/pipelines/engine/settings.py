@@ -66,6 +66,19 @@ def window_factor() -> int:
     return max(1, int(_number("CELLAR_ENGINE_WINDOW_FACTOR", 2)))
 
 
+def batch_seconds() -> float:
+    """How long one message's tasks should take together (CELLAR_ENGINE_BATCH_SECONDS, 1 s): a
+    message is sized on its step's measured task time, so trivial tasks travel 200 at a time
+    while tasks of 50 ms travel 20, and another team's work never waits long behind a message."""
+    return max(0.01, _number("CELLAR_ENGINE_BATCH_SECONDS", 1.0))
+
+
+def probe_batch() -> int:
+    """Tasks per message while a step's task time is unknown (no task of it finished in the run
+    yet): CELLAR_ENGINE_PROBE_BATCH, 10. The first results measure it."""
+    return max(1, int(_number("CELLAR_ENGINE_PROBE_BATCH", 10)))
+
+
 def dispatch_debounce() -> float:
     """Seconds a dispatch request waits so that a burst of results coalesces into one dispatch."""
     return _number("CELLAR_ENGINE_DISPATCH_DEBOUNCE", 0.05)
