@@ -91,10 +91,14 @@ def _start_redis(tmp: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """The Redis the tests use: $REDIS_URL (CI), else a private redis-server on a unix socket."""
+    """The Redis the tests use: $REDIS_URL (CI), else a private redis-server on a unix socket.
+
+    $REDIS_URL's database belongs to the tests: it is emptied first, so that batches an earlier,
+    interrupted session left in a pool queue (pointing at a server that is gone) do not keep this
+    session's agents busy."""
     url = os.environ.get("REDIS_URL")
     if url:
-        redis.Redis.from_url(url).ping()
+        redis.Redis.from_url(url).flushdb()
         yield url
         return
     tmp = Path(tempfile.mkdtemp(prefix="cellar-redis-"))
