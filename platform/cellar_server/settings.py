@@ -172,8 +172,11 @@ CELLAR_ENGINE_WINDOW_FACTOR = config.env_int("CELLAR_ENGINE_WINDOW_FACTOR", 2)
 CELLAR_ENGINE_POOL_WORKERS = os.environ.get("CELLAR_ENGINE_POOL_WORKERS") or os.environ.get(
     "CELLAR_WORKER_CONCURRENCY", "1"
 )
-# Seconds a dispatch request waits so that a burst of results makes one dispatch.
-CELLAR_ENGINE_DISPATCH_DEBOUNCE = float(os.environ.get("CELLAR_ENGINE_DISPATCH_DEBOUNCE", "0.05"))
+# Seconds a dispatch request waits before it runs (requests coalesce without a wait).
+CELLAR_ENGINE_DISPATCH_DEBOUNCE = float(os.environ.get("CELLAR_ENGINE_DISPATCH_DEBOUNCE", "0"))
+# Seconds of a step's measured task time per message, and tasks per message while unknown.
+CELLAR_ENGINE_BATCH_SECONDS = float(os.environ.get("CELLAR_ENGINE_BATCH_SECONDS", "1"))
+CELLAR_ENGINE_PROBE_BATCH = config.env_int("CELLAR_ENGINE_PROBE_BATCH", 10)
 CELLAR_ENGINE_RECONCILE_INTERVAL = config.env_int("CELLAR_ENGINE_RECONCILE_INTERVAL", 5)
 CELLAR_ENGINE_SCHEDULES_INTERVAL = config.env_int("CELLAR_ENGINE_SCHEDULES_INTERVAL", 15)
 # The control worker runs `--beat` (Procfile). `expires`: a tick that waited longer than its own

@@ -77,3 +77,13 @@ def test_the_window_counts_messages_so_a_teams_queue_stays_short(team, other_tea
     Task.all_teams.filter(lease__startswith=first.lease[:12]).update(state=TASK_SUCCEEDED)
     assert dispatch_pool(pool=sized) == 1
     assert Task.all_teams.get(run=other).state == TASK_DISPATCHED
+
+
+def test_a_new_run_sizes_on_the_same_versions_last_run(team, sized, queue_reader, django_capture_on_commit_callbacks):
+    version = version_for(team)
+    _finish(make_run(version), "square", 5, 0.25)  # an earlier run of the version: 250 ms per task
+    run = make_run(version)
+    add_tasks(run, "square", 1000, pool=sized)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch_pool(pool=sized) == 16
+    assert _sizes(queue_reader, sized) == [4] * 4  # 1 s / 250 ms, not the probe's 10

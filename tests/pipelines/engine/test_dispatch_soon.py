@@ -37,13 +37,14 @@ def _requests(client) -> list[dict]:
 def test_a_burst_of_results_enqueues_one_dispatch_until_it_starts(
     control_queue, team, pool, django_capture_on_commit_callbacks
 ):
+    """Without any debounce wait (the default) the burst still makes one request."""
     # each result handler asks once its transaction commits
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(200):
             dispatch_soon()
     [request] = _requests(control_queue)
     assert request["headers"]["task"] == DISPATCH_TASK
-    assert request["headers"]["eta"] is not None  # a short countdown lets the burst coalesce
+    assert request["headers"]["eta"] is None  # no wait by default: the Redis key coalesces the burst
 
     # The dispatch starts (as the control worker would run it): requests from now on enqueue anew.
     run = make_run(version_for(team))
@@ -84,3 +85,11 @@ def test_a_broker_that_is_down_does_not_fail_the_caller(control_broker, tmp_path
         assert len(callbacks) == 1
     finally:
         app.conf.broker_url = working
+
+
+def test_an_operator_debounce_delays_the_dispatch(control_queue, settings, django_capture_on_commit_callbacks):
+    settings.CELLAR_ENGINE_DISPATCH_DEBOUNCE = 0.2
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_soon()
+    [request] = _requests(control_queue)
+    assert request["headers"]["eta"] is not None

@@ -102,7 +102,7 @@ def _request_dispatch() -> None:
     try:
         if client is not None and not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL):
             return
-        app.send_task(DISPATCH_TASK, countdown=engine_settings.dispatch_debounce(), ignore_result=True)
+        app.send_task(DISPATCH_TASK, countdown=engine_settings.dispatch_debounce() or None, ignore_result=True)
     except Exception as exc:  # broker down: the beat's reconcile dispatches instead
         logger.warning("engine: could not request a dispatch (%s); the reconciler will dispatch", exc)
         if client is not None:
@@ -356,18 +356,25 @@ def _batch_cap(run_id: int, step: str, caps: dict[tuple[int, str], int]) -> int:
     time of the step's tasks that finished in this run, or the probe size before any has."""
     key = (run_id, step)
     if key not in caps:
-        times = list(
-            Task.all_teams.filter(run_id=run_id, step=step, state=TASK_SUCCEEDED, kind="step", started_at__isnull=False)
-            .exclude(ended_at=None)
-            .order_by()
-            .values_list("started_at", "ended_at")[:_DURATION_SAMPLE]
-        )
+        times = _task_times(run_id, step)
+        if not times:  # nothing finished in this run yet: the same version's latest runs know the step
+            version = PipelineRun.all_teams.filter(pk=run_id).values_list("version_id", flat=True)
+            earlier = PipelineRun.all_teams.filter(version_id__in=version).exclude(pk=run_id).order_by("-id")
+            for earlier_run in earlier.values_list("pk", flat=True)[:3]:
+                times = _task_times(earlier_run, step)
+                if times:
+                    break
         if not times:
             caps[key] = engine_settings.probe_batch()
         else:
             mean = sum(max(0.0, (end - start).total_seconds()) for start, end in times) / len(times)
             caps[key] = max(1, int(engine_settings.batch_seconds() / max(mean, 1e-4)))
     return caps[key]
+
+
+def _task_times(run_id: int, step: str) -> list[tuple[datetime, datetime]]:
+    rows = Task.all_teams.filter(run_id=run_id, step=step, state=TASK_SUCCEEDED, kind="step", started_at__isnull=False)
+    return list(rows.exclude(ended_at=None).order_by().values_list("started_at", "ended_at")[:_DURATION_SAMPLE])
 
 
 def _messages_in(pool: str) -> int:

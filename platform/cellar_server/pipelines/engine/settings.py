@@ -80,8 +80,11 @@ def probe_batch() -> int:
 
 
 def dispatch_debounce() -> float:
-    """Seconds a dispatch request waits so that a burst of results coalesces into one dispatch."""
-    return _number("CELLAR_ENGINE_DISPATCH_DEBOUNCE", 0.05)
+    """Seconds a dispatch request waits before it runs (CELLAR_ENGINE_DISPATCH_DEBOUNCE, 0).
+    Requests coalesce without it: while one waits in the control queue (a Redis key says so),
+    others are dropped. A wait only adds latency to every step of every run (five steps: a
+    quarter of a second at 50 ms), so it is off unless an operator wants fewer, later dispatches."""
+    return max(0.0, _number("CELLAR_ENGINE_DISPATCH_DEBOUNCE", 0))
 
 
 def reconcile_interval() -> float:
