@@ -169,9 +169,8 @@ CELLAR_ENGINE_MAX_BATCH = os.environ.get("CELLAR_ENGINE_MAX_BATCH", "200")
 # Messages in flight per pool worker (the pool's window).
 CELLAR_ENGINE_WINDOW_FACTOR = config.env_int("CELLAR_ENGINE_WINDOW_FACTOR", 2)
 # Total concurrency of each pool's agents: an integer, or JSON per pool {"cpu": 8, "gpu": 2}.
-CELLAR_ENGINE_POOL_WORKERS = os.environ.get("CELLAR_ENGINE_POOL_WORKERS") or os.environ.get(
-    "CELLAR_WORKER_CONCURRENCY", "1"
-)
+# Unset: each pool's capacity in the compute app (max workers x concurrency).
+CELLAR_ENGINE_POOL_WORKERS = os.environ.get("CELLAR_ENGINE_POOL_WORKERS", "")
 # Seconds a dispatch request waits before it runs (requests coalesce without a wait).
 CELLAR_ENGINE_DISPATCH_DEBOUNCE = float(os.environ.get("CELLAR_ENGINE_DISPATCH_DEBOUNCE", "0"))
 # Seconds of a step's measured task time per message, and tasks per message while unknown.

@@ -18,6 +18,19 @@ from tests.pipelines.engine import dispatch_fixtures as fx
 control_broker = fx.control_broker  # fixture
 
 
+@pytest.mark.django_db
+def test_unset_pool_workers_follow_the_pools_capacity_in_the_compute_app(settings):
+    from cellar_server.compute.models import Pool
+
+    settings.CELLAR_ENGINE_POOL_WORKERS = ""
+    Pool.objects.filter(name="cpu").update(max_workers=3, concurrency=2)
+    assert engine_settings.pool_workers("cpu") == 6
+    settings.CELLAR_ENGINE_POOL_WORKERS = '{"gpu": 1}'  # the JSON names another pool only
+    assert engine_settings.pool_workers("cpu") == 6
+    assert engine_settings.pool_workers("unknown-pool") == 1
+
+
+@pytest.mark.django_db
 def test_defaults_are_safe_for_one_machine():
     assert engine_settings.claim_grace() == timedelta(seconds=120)
     assert engine_settings.lease_ttl() == timedelta(seconds=30)
@@ -35,11 +48,12 @@ def test_defaults_are_safe_for_one_machine():
         (4, "cpu", 4, 4),
         ("4", "gpu", 4, 4),
         ('{"cpu": 8, "gpu": 2}', "gpu", 2, 2),
-        ('{"cpu": 8}', "gpu", 1, 200),  # a pool the JSON does not name: each setting's default
+        ('{"cpu": 8}', "nowhere", 1, 200),  # a pool the JSON does not name (nor the compute app): defaults
         ({"x": 3}, "x", 3, 3),
     ],
     ids=["int", "text", "json", "json-unnamed-pool", "dict"],
 )
+@pytest.mark.django_db
 def test_pool_workers_and_max_batch_are_a_count_or_one_per_pool(settings, value, pool, workers, batch):
     settings.CELLAR_ENGINE_POOL_WORKERS = value
     settings.CELLAR_ENGINE_MAX_BATCH = value

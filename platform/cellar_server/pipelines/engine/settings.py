@@ -99,8 +99,22 @@ def pool_workers(pool: str) -> int:
     """How many tasks the pool's agents run at once (their total concurrency).
 
     CELLAR_ENGINE_POOL_WORKERS is an integer for every pool or a JSON object per pool,
-    {"cpu": 8, "gpu": 2}; a pool it does not name gets 1.
+    {"cpu": 8, "gpu": 2}. Unset (or a pool it does not name): the pool's capacity at its largest
+    in the compute app (max workers x concurrency), since an autoscaled pool grows to it; 1 for a
+    pool the compute app does not know.
     """
+    from cellar_server.pipelines.pools import pool_capacity
+
+    raw = getattr(settings, "CELLAR_ENGINE_POOL_WORKERS", "")
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if raw.startswith("{"):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                pass  # _per_pool says what is wrong with it
+    if raw in ("", None) or (isinstance(raw, dict) and pool not in raw):
+        return pool_capacity(pool) or 1
     return _per_pool("CELLAR_ENGINE_POOL_WORKERS", pool, 1)
 
 
