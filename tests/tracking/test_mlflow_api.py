@@ -392,3 +392,11 @@ def test_a_param_rewrite_in_a_batch_leaves_its_points_unwritten(ml):
     assert not Metric.objects.filter(run=run).exists() and not LatestMetric.objects.filter(run=run).exists()
     assert not RunTag.objects.filter(run=run, key="t").exists()
     assert not MetricBucket.objects.filter(run=run).exists()
+
+
+def test_search_in_an_experiment_that_does_not_exist_is_an_empty_page(ml):
+    """As MLflow's SQL store answers it (a client that searches before its experiment exists, the
+    offline sync among them); it was a 500 when no experiment matched."""
+    response = ml.post("runs/search", {"experiment_ids": ["4242"], "filter": "metrics.acc > 0.5"})
+    assert response.status_code == 200, response.content
+    assert response.json().get("runs", []) == []

@@ -246,3 +246,26 @@ def test_a_dead_executor_leaves_its_task_to_the_engine_and_the_batch_goes_on(
     states = list(TaskAttempt.all_teams.filter(task=first).order_by("number").values_list("state", flat=True))
     assert states == ["lost", "succeeded"]
     assert Task.all_teams.get(pk=first.pk).lost_attempts == 1
+
+
+def test_a_running_steps_output_reaches_its_task_before_it_ends(driver, agent, promote, start_run, tmp_path):
+    """Heartbeats carry the end of what the running task printed (C-level writes included); the
+    task keeps it as its live log until the result brings the whole log."""
+    release = tmp_path / "release"
+    code = (
+        "import os, pathlib, time\nprint('epoch 1 loss 0.9', flush=True)\nos.write(2, b'a warning\\n')\n"
+        f"while not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.05)"
+    )
+    run = start_run(promote(build_notebook(cell(code, "step:train")), "tail"))
+    (batch,) = driver.batches()
+    worker = threading.Thread(target=agent.run_batch, args=(batch,))
+    worker.start()
+    try:
+        wait_until(lambda: task(run, "train").live_logs.get("stdout") == "epoch 1 loss 0.9\n", "the live stdout")
+        assert task(run, "train").live_logs.get("stderr") == "a warning\n"
+    finally:
+        release.touch()
+        worker.join(timeout=60)
+    run = driver.drain(run)
+    train = task(run, "train")
+    assert run.state == "succeeded" and train.live_logs == {} and "stdout" in train.logs

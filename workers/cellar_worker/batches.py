@@ -28,12 +28,23 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cellar.artifacts import ArtifactStore
 from cellar.pipelines.execute import store_value
-from cellar.pipelines.wire import CANCELLED, EXPAND, FAILED, SUCCEEDED, Batch, Lease, TaskItem, TaskReport
+from cellar.pipelines.wire import (
+    CANCELLED,
+    EXPAND,
+    FAILED,
+    LIVE_LOG_BYTES,
+    SUCCEEDED,
+    Batch,
+    Lease,
+    TaskItem,
+    TaskReport,
+)
 from cellar_worker.engine_client import EngineClient, EngineError
 from cellar_worker.executors import Executor, ExecutorGone, ExecutorPool
 from cellar_worker.heartbeats import CANCEL, STALE, Heartbeats
@@ -185,6 +196,7 @@ class BatchRun:
         timeout = self.batch.timeout or self.batch.step.get("timeout")
         started = time.time()
         self.heartbeats.started(self.api_url, item.task, started)
+        self.heartbeats.watch_logs(self.api_url, item.task, partial(self.live_tail, out, err))
         deadline = time.monotonic() + timeout + self.timeout_grace if timeout else None
         with self._lock:
             arrived = item.task in self._signals  # a signal came while the executor was starting
@@ -199,6 +211,7 @@ class BatchRun:
             self.after_gone(item, exc, started, timeout, out, err)
             return None
         finally:
+            self.heartbeats.watch_logs(self.api_url, item.task, None)
             with self._lock:
                 self._current = None
         if answer.get("ok"):
@@ -281,6 +294,16 @@ class BatchRun:
             ended_at=time.time(),
         )
         self._pending.append(report)
+
+    def live_tail(self, out: Path, err: Path) -> dict[str, str]:
+        """The end of what the running task has written so far (for its heartbeats)."""
+        tail = {}
+        for stream, path in (("stdout", out), ("stderr", err)):
+            start, end = self._log_end[stream], _size(path)
+            text = _read_log(path, max(start, end - LIVE_LOG_BYTES), end)
+            if text:
+                tail[stream] = text
+        return tail
 
     def store_logs(self, out: Path | None, err: Path | None, sizes: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store what this task wrote: each batch file from where the previous task's output ended

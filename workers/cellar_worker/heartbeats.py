@@ -31,6 +31,8 @@ class Heartbeats:
         self.client_for = client_for
         self.interval = interval
         self._held: dict[tuple[str, int], tuple[Lease, Handler]] = {}
+        # task -> what it has written so far (batches.py registers it while the task runs)
+        self._tails: dict[tuple[str, int], Callable[[], dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,9 +55,18 @@ class Heartbeats:
                 lease, handler = entry
                 self._held[(api_url, task_id)] = (replace(lease, started_at=when), handler)
 
+    def watch_logs(self, api_url: str, task_id: int, tail: Callable[[], dict[str, str]] | None) -> None:
+        """While the task runs, each heartbeat carries `tail()`: the end of its output so far."""
+        with self._lock:
+            if tail is None:
+                self._tails.pop((api_url, task_id), None)
+            else:
+                self._tails[(api_url, task_id)] = tail
+
     def discard(self, api_url: str, task_id: int) -> None:
         with self._lock:
             self._held.pop((api_url, task_id), None)
+            self._tails.pop((api_url, task_id), None)
 
     def held(self) -> list[int]:
         with self._lock:
@@ -65,8 +76,17 @@ class Heartbeats:
         """Renew every lease held, one request per engine; hand cancels and stale leases to their handlers."""
         with self._lock:
             by_url: dict[str, list[tuple[Lease, Handler]]] = {}
+            tails = dict(self._tails)
             for (url, _), entry in self._held.items():
                 by_url.setdefault(url, []).append(entry)
+        for url, entries in by_url.items():
+            for i, (lease, handler) in enumerate(entries):
+                tail = tails.get((url, lease.task))
+                if tail is not None:
+                    try:
+                        entries[i] = (replace(lease, logs=tail() or None), handler)
+                    except Exception:  # noqa: BLE001 - a log that cannot be read must not stop the beat
+                        logger.exception("reading the live log of task %s failed", lease.task)
         for url, entries in by_url.items():
             try:
                 # No retry: the next beat comes in a few seconds, well inside the lease's life.

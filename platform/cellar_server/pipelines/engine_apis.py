@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cellar.pipelines.wire import CANCELLED, FAILED, SUCCEEDED, Lease, TaskReport
+from cellar.pipelines.wire import CANCELLED, FAILED, LIVE_LOG_BYTES, SUCCEEDED, Lease, TaskReport
 from cellar_server.core.exceptions import ServiceError
 from cellar_server.pipelines.engine import results
 
@@ -66,7 +66,15 @@ def _leases(entries: list[dict[str, Any]]) -> list[Lease]:
         started_at = entry.get("started_at")
         if started_at is not None and (isinstance(started_at, bool) or not isinstance(started_at, int | float)):
             raise _invalid(f"entry {i}: 'started_at' must be unix seconds or null.")
-        leases.append(Lease(**_lease_fields(entry, i), started_at=started_at))
+        logs = entry.get("logs")
+        if logs is not None and (
+            not isinstance(logs, dict)
+            or not all(k in ("stdout", "stderr") and isinstance(v, str) for k, v in logs.items())
+        ):
+            raise _invalid(f'entry {i}: \'logs\' must be null or {{"stdout": text, "stderr": text}}.')
+        if logs:
+            logs = {k: v[-LIVE_LOG_BYTES:] for k, v in logs.items()}
+        leases.append(Lease(**_lease_fields(entry, i), started_at=started_at, logs=logs or None))
     return leases
 
 

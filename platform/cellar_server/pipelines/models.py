@@ -174,6 +174,9 @@ class Task(TeamScoped):
     outputs = models.JSONField(default=dict)  # name -> ArtifactRef dict
     items = models.JSONField(null=True, blank=True)  # kind "expand": the elements' ArtifactRef dicts
     logs = models.JSONField(default=dict)  # "stdout"/"stderr" -> ArtifactRef dict
+    # While it runs: the end of its output so far, from the agent's heartbeats ("stdout"/"stderr"
+    # -> text); emptied when the attempt ends and `logs` holds the whole output.
+    live_logs = models.JSONField(default=dict, blank=True)
     cache_key = models.CharField(max_length=64, blank=True)
     cloned_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     error = models.JSONField(null=True, blank=True)

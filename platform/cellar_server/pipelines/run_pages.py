@@ -213,6 +213,17 @@ def read_log(task: Task, stream: str, *, team_slug: str) -> str | None:
     return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
+def _logs(task: Task, *, team_slug: str) -> dict[str, str | None]:
+    """The stored logs once the attempt ended; while it runs, the tail its heartbeats brought."""
+    if not task.logs and task.live_logs:
+        return {stream: _last_lines(task.live_logs.get(stream)) for stream in ("stdout", "stderr")}
+    return {stream: read_log(task, stream, team_slug=team_slug) for stream in ("stdout", "stderr")}
+
+
+def _last_lines(text: Any) -> str | None:
+    return "\n".join(str(text).splitlines()[-LOG_TAIL_LINES:]) if text else None
+
+
 def _task_context(access: TeamAccess, pipeline: Pipeline, run: PipelineRun, task: Task) -> dict[str, Any]:
     spec = _spec(run)
     step = next((s for s in spec.get("steps", []) if s["name"] == task.step), {})
@@ -229,7 +240,8 @@ def _task_context(access: TeamAccess, pipeline: Pipeline, run: PipelineRun, task
         "step": step,
         "attempts": attempts,
         "lineage": selectors.task_lineage(run=run, task=task, spec=spec),
-        "logs": {stream: read_log(task, stream, team_slug=access.team.slug) for stream in ("stdout", "stderr")},
+        "logs": _logs(task, team_slug=access.team.slug),
+        "logs_are_live": not task.logs and bool(task.live_logs),
         "live": task.state not in TASK_TERMINAL and run.state not in RUN_TERMINAL,
         "poll": POLL_SECONDS,
         "duration": duration(task),

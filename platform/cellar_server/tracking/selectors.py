@@ -7,6 +7,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
@@ -220,9 +221,12 @@ def run_search(
         )
     numbers = _experiments_by_number(team, [v.parse_int(e, "experiment_ids", required=True) for e in experiment_ids])
     offset = decode_page_token(page_token)
-    sql, params = _run_page_sql(
-        team, tuple(sorted(numbers)), filter_string, tuple(order_by or ()), view_type, offset, max_results + 1
-    )
+    try:
+        sql, params = _run_page_sql(
+            team, tuple(sorted(numbers)), filter_string, tuple(order_by or ()), view_type, offset, max_results + 1
+        )
+    except EmptyResultSet:  # nothing can match (no such experiment, an empty IN): an empty page, not a 500
+        return RunPage([], {}, numbers, None)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         page = cursor.fetchall()

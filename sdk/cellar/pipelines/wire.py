@@ -72,9 +72,18 @@ class Lease:
     # Heartbeats: when the task's step began running on the agent (unix seconds); None while it
     # waits its turn in its batch. Step timeouts are measured from here, not from the claim.
     started_at: float | None = None
+    # Heartbeats of a running task: the end of what it has written so far, {"stdout", "stderr"}
+    # (at most LIVE_LOG_BYTES each), shown on its page until the full logs come with its result.
+    logs: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _shallow(self)
+        data = _shallow(self)
+        if self.logs is None:
+            del data["logs"]
+        return data
+
+
+LIVE_LOG_BYTES = 16 * 1024
 
 
 @dataclass

@@ -214,3 +214,35 @@ def test_the_task_page_has_a_pinned_query_count(
     task = task_of(fan_run, step, index)
     with django_assert_num_queries(queries):
         assert c.get(f"{T}fan/runs/1/tasks/{task.pk}/").status_code == 200
+
+
+def test_a_running_tasks_page_tails_the_output_its_heartbeats_bring(
+    client, members, promote, start_run, api_worker, linear_version
+):
+    """The agent's heartbeats carry the end of what a running task wrote (through the engine API);
+    its page shows it as live until the result brings the whole log, which replaces it."""
+    from dataclasses import replace
+
+    run = start_run(linear_version)
+    (assigned,) = api_worker.take(run)
+    api_worker.claim([assigned])
+    beat = replace(assigned.lease, logs={"stdout": "epoch 1 loss 0.9\nepoch 2 loss 0.5\n"})
+    assert api_worker._call("heartbeats/", "tasks", [vars(beat)])["alive"] == [assigned.item.task]
+    c = login(client, members["viewer"])
+    load = task_of(run, "load")
+    page = c.get(f"{T}{linear_version.pipeline.name}/runs/{run.number}/tasks/{load.pk}/").content.decode()
+    assert 'data-testid="logs-live"' in page and "epoch 2 loss 0.5" in page
+
+    api_worker.report([api_worker.succeed(assigned, x=21)])
+    load = task_of(run, "load")
+    assert load.live_logs == {}
+    page = c.get(f"{T}{linear_version.pipeline.name}/runs/{run.number}/tasks/{load.pk}/").content.decode()
+    assert 'data-testid="logs-live"' not in page and "epoch 2" not in page
+
+
+def test_a_heartbeat_with_malformed_logs_is_refused(api_worker, start_run, linear_version):
+    run = start_run(linear_version)
+    (assigned,) = api_worker.take(run)
+    entry = {**vars(assigned.lease), "logs": {"stdout": 5}}
+    response = api_worker.api.post("/api/v1/engine/heartbeats/", {"worker": "w", "tasks": [entry]}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_engine_request"

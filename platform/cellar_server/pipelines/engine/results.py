@@ -61,7 +61,7 @@ BAD_TOKEN, UNKNOWN, STALE, CLAIMED, CANCELLED_REASON, INVALID = (
 MAX_FANOUT = 100_000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TASK_FIELDS = ["state", "outputs", "items", "logs", "error", "worker", "lease", "lease_expires_at", "not_before"]
-TASK_FIELDS += ["lost_attempts", "started_at", "ended_at"]
+TASK_FIELDS += ["lost_attempts", "started_at", "ended_at", "live_logs"]
 
 
 def _verified(entries: list[Lease] | list[TaskReport]) -> tuple[dict[int, Any], dict[str, str]]:
@@ -172,7 +172,11 @@ def tasks_heartbeat(*, worker: str, leases: list[Lease]) -> dict[str, Any]:
             # A row a result is writing right now is passed over, not waited for: that task is
             # finishing, and waiting could deadlock with the result's own locks.
             live = Task.all_teams.filter(match, state=TASK_RUNNING).select_for_update(skip_locked=True)
-            Task.all_teams.filter(pk__in=list(live.values_list("pk", flat=True))).update(lease_expires_at=now + grace)
+            live_ids = list(live.values_list("pk", flat=True))
+            Task.all_teams.filter(pk__in=live_ids).update(lease_expires_at=now + grace)
+            for task_id in set(live_ids) & set(alive):  # only the task running now has a tail
+                if good[task_id].logs:
+                    Task.all_teams.filter(pk=task_id).update(live_logs=good[task_id].logs)
     return {"alive": alive, "cancel": cancel, "stale": sorted(stale)}
 
 
@@ -255,6 +259,7 @@ def _apply_run(run_id: int, reports: list[TaskReport], worker: str, accepted: li
             else:  # the agent gave it back (shutting down): not the user's fault
                 error = {"type": "WorkerStopped", "message": f"worker {worker} stopped before the task finished"}
                 _retry_or_fail(run, task, step, error, consume_retry=False, now=now)
+        task.live_logs = {}  # the attempt is over: its whole output is in `logs`
         changed.append(task)
         accepted.append(task.pk)
     if run.tasks_failed or run.cancel_requested:
@@ -319,6 +324,7 @@ def task_requeue(*, task: Task, reason: str, consume_retry: bool) -> str:
             state=reason[:16], ended_at=now, error=error
         )
         _retry_or_fail(run, current, step, error, consume_retry=consume_retry, now=now)
+        current.live_logs = {}
         current.save(update_fields=TASK_FIELDS)
         run.save(update_fields=["tasks_failed", "error"])
         if current.state == TASK_FAILED:

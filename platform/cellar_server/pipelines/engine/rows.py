@@ -68,7 +68,7 @@ _COLUMNS = [
     ("ended_at", "time"),
 ]
 # Columns the dataclass leaves to their defaults.
-_DEFAULTS = [("attempt", 0), ("lost_attempts", 0), ("lease", ""), ("worker", "")]
+_DEFAULTS = [("attempt", 0), ("lost_attempts", 0), ("lease", ""), ("worker", ""), ("live_logs", "{}")]
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
