@@ -89,6 +89,33 @@ def _start_redis(tmp: Path) -> subprocess.Popen:
     return proc
 
 
+def _flush_retrying_deadlocks() -> None:
+    """Tests with real processes (tests/engine_e2e and its users) keep a control worker running
+    between tests; its reconciler reads the tables while pytest-django's flush TRUNCATEs them all,
+    and PostgreSQL may break the lock cycle by aborting the flush. The flush is simply retried."""
+    from django.db.backends.base.operations import BaseDatabaseOperations
+    from django.db.utils import OperationalError
+
+    flush = BaseDatabaseOperations.execute_sql_flush
+    if getattr(flush, "retries_deadlocks", False):
+        return
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    execute_sql_flush.retries_deadlocks = True
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+
+
+_flush_retrying_deadlocks()
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """The Redis the tests use: $REDIS_URL (CI), else a private redis-server on a unix socket.

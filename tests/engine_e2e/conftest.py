@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
+import redis
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +153,9 @@ def stack(live_server, django_db_setup, django_db_blocker, redis_url, tmp_path_f
         database_url=database_url,
         secret_key=settings.SECRET_KEY,
     )
+    # The Redis database belongs to the tests: batches an earlier module's stack left in the pool
+    # queue (its tasks flushed from the database since) must not reach this module's agent.
+    redis.Redis.from_url(redis_url).flushdb()
     try:
         started.start_control()
         started.start_agent()
