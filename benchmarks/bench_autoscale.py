@@ -39,7 +39,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine import cellar_side, procs  # noqa: E402
-from tracking.servers import Cleanup, make_tmp, stop_group, wait_http  # noqa: E402
+from tracking.servers import Cleanup, make_tmp, stop_group  # noqa: E402
 
 POOL = "cpu"
 
@@ -86,26 +86,9 @@ class AutoscaleStack(cellar_side.CellarStack):
         self._manage("-c", code)
 
     def start(self) -> dict[str, float]:
-        started = {}
-        t = time.monotonic()
-        self.web = procs.spawn(
-            self.cleanup, "gunicorn",
-            [str(procs.BIN / "gunicorn"), "cellar_server.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-             "--threads", "8", "--worker-class", "gthread", "--access-logfile", "-", "--log-level", "warning"],
-            self.env, procs.REPO, self.home / "web.log",
-        )  # fmt: skip
-        wait_http(f"{self.url}/healthz", self.web, self.home / "web.log", timeout=120)
-        started["web"] = time.monotonic() - t
-        t = time.monotonic()
-        self.control = procs.spawn(
-            self.cleanup, "control worker",
-            [str(procs.BIN / "celery"), "-A", "cellar_server", "worker", "--beat", "--schedule",
-             str(self.home / "celerybeat-schedule"), "--queues", "control", "--hostname", "control@%h",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            self.env, procs.REPO, self.home / "control.log",
-        )  # fmt: skip
-        procs.wait_for_log("control worker", self.control, self.home / "control.log", r"control@\S+ ready")
-        started["control"] = time.monotonic() - t
+        self.web, self.control, started = procs.start_web_and_control(
+            self.cleanup, self.env, self.home, self.port, self.url
+        )
         return started
 
     def start_supervisor(self, name: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 import requests
-from tracking.servers import Cleanup, create_pg_database, free_port, wait_http
+from tracking.servers import Cleanup, create_pg_database, free_port
 
 from engine import procs
 
@@ -121,26 +121,9 @@ class CellarStack:
         self._manage(str(DB_SCRIPT), "quota", TEAM, str(QUOTA))
 
     def start(self) -> dict[str, float]:
-        started = {}
-        t = time.monotonic()
-        self.web = procs.spawn(
-            self.cleanup, "gunicorn",
-            [str(procs.BIN / "gunicorn"), "cellar_server.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-             "--threads", "8", "--worker-class", "gthread", "--access-logfile", "-", "--log-level", "warning"],
-            self.env, procs.REPO, self.home / "web.log",
-        )  # fmt: skip
-        wait_http(f"{self.url}/healthz", self.web, self.home / "web.log", timeout=120)
-        started["web"] = time.monotonic() - t
-        t = time.monotonic()
-        self.control = procs.spawn(
-            self.cleanup, "control worker",
-            [str(procs.BIN / "celery"), "-A", "cellar_server", "worker", "--beat", "--schedule",
-             str(self.home / "celerybeat-schedule"), "--queues", "control", "--hostname", "control@%h",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            self.env, procs.REPO, self.home / "control.log",
-        )  # fmt: skip
-        procs.wait_for_log("control worker", self.control, self.home / "control.log", r"control@\S+ ready")
-        started["control"] = time.monotonic() - t
+        self.web, self.control, started = procs.start_web_and_control(
+            self.cleanup, self.env, self.home, self.port, self.url
+        )
         t = time.monotonic()
         agent_env = {k: v for k, v in self.env.items() if k not in ("DATABASE_URL", "CELLAR_SECRET_KEY")}
         self.agent = procs.spawn(

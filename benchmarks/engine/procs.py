@@ -53,6 +53,36 @@ def wait_for_log(name: str, proc: subprocess.Popen, log: Path, pattern: str, tim
     raise RuntimeError(f"{name} not ready within {timeout:.0f}s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
+def start_web_and_control(
+    cleanup: Cleanup, env: dict[str, str], home: Path, port: int, url: str
+) -> tuple[subprocess.Popen, subprocess.Popen, dict[str, float]]:
+    """The Procfile's web (gunicorn, 1 worker x 8 threads) and control worker (with the beat), each
+    waited for; returns both processes and how long each took to be ready."""
+    from tracking.servers import wait_http
+
+    started = {}
+    t = time.monotonic()
+    web = spawn(
+        cleanup, "gunicorn",
+        [str(BIN / "gunicorn"), "cellar_server.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+         "--threads", "8", "--worker-class", "gthread", "--access-logfile", "-", "--log-level", "warning"],
+        env, REPO, home / "web.log",
+    )  # fmt: skip
+    wait_http(f"{url}/healthz", web, home / "web.log", timeout=120)
+    started["web"] = time.monotonic() - t
+    t = time.monotonic()
+    control = spawn(
+        cleanup, "control worker",
+        [str(BIN / "celery"), "-A", "cellar_server", "worker", "--beat", "--schedule",
+         str(home / "celerybeat-schedule"), "--queues", "control", "--hostname", "control@%h",
+         "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        env, REPO, home / "control.log",
+    )  # fmt: skip
+    wait_for_log("control worker", control, home / "control.log", r"control@\S+ ready")
+    started["control"] = time.monotonic() - t
+    return web, control, started
+
+
 def start_redis(cleanup: Cleanup, home: Path) -> tuple[str, subprocess.Popen]:
     """A private redis-server on a unix socket, no persistence (as tests/conftest.py starts one).
     Returns (redis-py URL `unix://…`, process)."""
