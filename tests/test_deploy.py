@@ -246,7 +246,33 @@ def test_optional_processes_sit_behind_profiles():
     services = _services()
     assert services["serve"]["profiles"] == ["serving"]
     assert services["hub"]["profiles"] == ["workspaces"]
-    assert services["hub"]["image"] == "jupyterhub/jupyterhub:5"
+
+
+HUB_DOCKERFILE = REPO / "deploy" / "Dockerfile.hub"
+
+
+def test_hub_runs_cellars_configuration_from_its_own_image():
+    hub = _services()["hub"]
+    assert hub["build"]["dockerfile"] == "deploy/Dockerfile.hub"
+    text = HUB_DOCKERFILE.read_text()
+    # The same pins and lock files `make up` uses, and the same configuration file.
+    assert "pip install -r notebooks_ext/requirements-hub.txt" in text
+    assert "npm ci" in text and "npm run build" in text
+    assert "notebooks_ext/hub/jupyterhub_config.py" in text
+    env = _environment(hub)
+    assert env["CELLAR_API_URL"] == "http://web:8000"
+    assert env["CELLAR_HUB_BIND_URL"].startswith("http://0.0.0.0:")
+    assert "DATABASE_URL" not in env and "CELLAR_SECRET_KEY" not in env
+
+
+def test_hub_web_and_migrate_share_the_hub_secrets_volume():
+    # migrate writes the OAuth client and service token under CELLAR_HOME/hub; web signs ID tokens with the
+    # key there; the hub reads the client and the token. One named volume at CELLAR_HOME for the three.
+    services = _services()
+    for name in ("migrate", "web", "hub"):
+        assert "cellar-home:/data/cellar" in services[name]["volumes"], name
+    assert "cellar-home" in _compose()["volumes"]
+    assert _environment(services["web"])["CELLAR_HUB_API_URL"] == "http://hub:8001"
 
 
 def test_serve_runs_the_model_server_once_it_exists():

@@ -13,7 +13,8 @@ Everything comes from the environment, with the `make up` defaults:
 CELLAR_HOME (var), CELLAR_HUB_URL (http://127.0.0.1:<CELLAR_PORT + 1>, the proxy users open),
 CELLAR_HUB_INTERNAL_PORT (CELLAR_PORT + 81), CELLAR_HUB_PROXY_API_PORT (CELLAR_PORT + 2),
 CELLAR_PUBLIC_URL (where browsers reach Cellar; default CELLAR_API_URL or http://127.0.0.1:8000),
-CELLAR_API_URL (where the hub and the servers call Cellar), CELLAR_HUB_API_TOKEN, CELLAR_HUB_OAUTH_FILE.
+CELLAR_API_URL (where the hub and the servers call Cellar), CELLAR_HUB_API_TOKEN, CELLAR_HUB_OAUTH_FILE,
+CELLAR_HUB_BIND_URL (where the proxy listens; default CELLAR_HUB_URL: in a container, http://0.0.0.0:<port>).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ SERVICE_TOKEN = _secret_file("CELLAR_HUB_API_TOKEN", HUB_DIR / "service-token", 
 
 # --- the hub and its proxy -------------------------------------------------------------------------
 
-c.JupyterHub.bind_url = HUB_URL
+c.JupyterHub.bind_url = os.environ.get("CELLAR_HUB_BIND_URL") or HUB_URL
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{HUB_INTERNAL_PORT}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
 # Installed into the project by `make up` (npm, notebooks_ext/hub/package.json), never globally.
