@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "cellar_server.tracking",
     "cellar_server.pipelines",
     "cellar_server.compute",
+    "cellar_server.serving",
 ]
 
 MIDDLEWARE = [
@@ -149,6 +150,12 @@ CELLAR_POOLS = os.environ.get("CELLAR_POOLS", "")
 # Compute (cellar_server/compute, docs/compute.md). The worker credential agents and autoscalers
 # send; unset, it is derived from the secret key (`manage.py cellar_worker_token` prints it).
 CELLAR_WORKER_TOKEN = os.environ.get("CELLAR_WORKER_TOKEN", "")
+# Serving (cellar_server/serving, docs/serving.md): the credential serve processes send (unset:
+# derived from the secret key; `manage.py cellar_serve_token` prints it) and where callers reach serve.
+CELLAR_SERVE_TOKEN = os.environ.get("CELLAR_SERVE_TOKEN", "")
+CELLAR_SERVE_PUBLIC_URL = os.environ.get("CELLAR_SERVE_URL") or (
+    f"http://127.0.0.1:{config.env_int('CELLAR_SERVE_PORT', config.env_int('CELLAR_PORT', 8000) + 2)}"
+)
 # 1: the `gpu` pool may run on a machine without a GPU (tests, the demo); its tasks say so.
 CELLAR_GPU_FALLBACK = config.env_bool("CELLAR_GPU_FALLBACK", False)
 # Seconds without a heartbeat before a worker is shown as gone.

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("cellar_server.workspaces.api_urls")),
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("api/v1/", include("cellar_server.compute.api_urls")),
+    path("api/v1/", include("cellar_server.serving.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),
@@ -28,6 +29,7 @@ urlpatterns = [
     path("", include("cellar_server.tracking.urls")),
     path("", include("cellar_server.pipelines.urls")),
     path("", include("cellar_server.compute.urls")),
+    path("", include("cellar_server.serving.urls")),
     path("", include("cellar_server.teams.urls")),
     path("", include("cellar_server.workspaces.urls")),
 ]

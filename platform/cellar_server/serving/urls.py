@@ -1,0 +1,18 @@
+"""Page routes: /t/<team>/deployments/…"""
+
+from django.urls import path
+
+from cellar_server.serving import views
+
+app_name = "serving"
+
+urlpatterns = [
+    path("t/<slug:team_slug>/deployments/", views.deployments, name="deployments"),
+    path("t/<slug:team_slug>/deployments/<slug:deployment_name>/", views.deployment, name="deployment"),
+    path("t/<slug:team_slug>/deployments/<slug:deployment_name>/keys/", views.key_create, name="key-create"),
+    path(
+        "t/<slug:team_slug>/deployments/<slug:deployment_name>/keys/<int:key_id>/revoke/",
+        views.key_revoke,
+        name="key-revoke",
+    ),
+]

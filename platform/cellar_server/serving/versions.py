@@ -1,0 +1,29 @@
+"""Serving's one door into the registry: a model version's manifest by id.
+
+The registry app (helper-owned, `registry/selectors.py`) answers
+`model_version_manifest(team=, version_id=) -> {"id", "model", "version", "flavor", "signature",
+"files": {relpath: sha256}, "profile"}`; serving never reads registry tables itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+
+from cellar_server.core.exceptions import ServiceError
+
+
+def version_manifest(*, team, version_id: str) -> dict[str, Any] | None:
+    """The version's manifest, or None when the team has no such version (or no registry yet)."""
+    try:
+        from cellar_server.registry.selectors import model_version_manifest
+    except ImportError:
+        return None
+    try:
+        manifest = model_version_manifest(team=team, version_id=version_id)
+    except (ObjectDoesNotExist, LookupError, ValueError, ValidationError, ServiceError):
+        return None
+    if manifest is None:
+        return None
+    return {**manifest, "id": str(manifest.get("id", version_id))}

@@ -1,0 +1,85 @@
+"""Pages: the deployments list and one deployment (routes, health, keys, traffic, drift)."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from cellar_server.serving import selectors, services
+from cellar_server.serving.apis import READ, WRITE
+from cellar_server.serving.models import DeploymentKey
+from cellar_server.teams.pages import page_actor, run_service, team_page
+from cellar_server.teams.selectors import TeamAccess
+
+
+def serve_url(request: HttpRequest) -> str:
+    from django.conf import settings
+
+    return getattr(settings, "CELLAR_SERVE_PUBLIC_URL", "http://127.0.0.1:8002")
+
+
+@team_page(READ)
+def deployments(request: HttpRequest, access: TeamAccess) -> HttpResponse:
+    rows = selectors.deployment_list(team=access.team)
+    return render(
+        request,
+        "serving/deployments.html",
+        {"access": access, "rows": rows, "can_write": WRITE in access.scopes, "serve_url": serve_url(request)},
+    )
+
+
+@team_page(READ)
+def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -> HttpResponse:
+    found = selectors.deployment_get(team=access.team, name=deployment_name)
+    if found is None:
+        raise Http404("No such deployment.")
+    traffic = selectors.deployment_traffic(deployment=found)
+    context = {
+        "access": access,
+        "summary": selectors.deployment_summary(deployment=found),
+        "deployment": found,
+        "keys": selectors.deployment_keys(deployment=found),
+        "traffic": traffic,
+        "traffic_json": json.dumps(traffic["series"]),
+        "drift": selectors.deployment_drift(deployment=found),
+        "can_write": WRITE in access.scopes,
+        "new_key": request.session.pop("serving_new_key", None),
+        "predict_url": f"{serve_url(request).rstrip('/')}/serve/{access.team.slug}/{found.name}/predict",
+    }
+    return render(request, "serving/deployment.html", context)
+
+
+@require_POST
+@team_page(WRITE)
+def key_create(request: HttpRequest, access: TeamAccess, deployment_name: str) -> HttpResponse:
+    found = selectors.deployment_get(team=access.team, name=deployment_name)
+    if found is None:
+        raise Http404("No such deployment.")
+    minted: dict[str, str] = {}
+
+    def mint() -> None:
+        key, raw = services.deployment_key_create(
+            team=access.team, actor=page_actor(request), deployment=found, name=request.POST.get("name", "")
+        )
+        minted.update(name=key.name, key=raw)
+
+    if run_service(request, mint):
+        request.session["serving_new_key"] = minted
+    return redirect("serving:deployment", team_slug=access.team.slug, deployment_name=found.name)
+
+
+@require_POST
+@team_page(WRITE)
+def key_revoke(request: HttpRequest, access: TeamAccess, deployment_name: str, key_id: int) -> HttpResponse:
+    key = DeploymentKey.objects.filter(deployment__name=deployment_name, pk=key_id).first()
+    if key is None:
+        raise Http404("No such key.")
+    run_service(
+        request,
+        lambda: services.deployment_key_revoke(team=access.team, actor=page_actor(request), key=key),
+        success=f"Key '{key.name}' revoked; serve refuses it from its next poll.",
+    )
+    return redirect("serving:deployment", team_slug=access.team.slug, deployment_name=deployment_name)
