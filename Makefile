@@ -77,6 +77,7 @@ up: $(RUNTIME_STAMP) hub-install
 	  ARTIFACT_STORE_URL="$$($(PY) manage.py cellar_env --get ARTIFACT_STORE_URL)" \
 	  CELLAR_API_URL="$${CELLAR_API_URL:-http://127.0.0.1:$${CELLAR_PORT:-8000}}" \
 	  CELLAR_WORKER_TOKEN="$$($(PY) manage.py cellar_worker_token)" \
+	  CELLAR_SERVE_TOKEN="$$($(PY) manage.py cellar_serve_token)" \
 	  CELLAR_ENGINE_POOL_WORKERS="$${CELLAR_ENGINE_POOL_WORKERS:-$$($(PY) manage.py cellar_pool_capacity)}"; \
 	  exec $(BIN)/honcho start -f Procfile
 

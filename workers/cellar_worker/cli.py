@@ -10,6 +10,12 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # `cellar-worker serve`: the model server (serve/main.py).
+        from cellar_worker.serve.main import main as serve
+
+        serve(argv[1:])
+        return
     if argv[:1] == ["supervise"]:
         # `cellar-worker supervise`: scale every pool's agents on demand (supervisor.py).
         from cellar_worker.supervisor import main as supervise
