@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "cellar_server.tracking",
     "cellar_server.pipelines",
     "cellar_server.compute",
+    "cellar_server.data",
     "cellar_server.serving",
     "cellar_server.registry",
 ]
@@ -186,9 +187,24 @@ CELLAR_ENGINE_BATCH_SECONDS = float(os.environ.get("CELLAR_ENGINE_BATCH_SECONDS"
 CELLAR_ENGINE_PROBE_BATCH = config.env_int("CELLAR_ENGINE_PROBE_BATCH", 10)
 CELLAR_ENGINE_RECONCILE_INTERVAL = config.env_int("CELLAR_ENGINE_RECONCILE_INTERVAL", 5)
 CELLAR_ENGINE_SCHEDULES_INTERVAL = config.env_int("CELLAR_ENGINE_SCHEDULES_INTERVAL", 15)
+# --- Data layer (cellar_server/data, docs/data.md) ----------------------------------------------
+from cellar_server.data import keys as _data_keys  # noqa: E402  (no Django imports)
+
+# Fernet keys for team secrets: CELLAR_SECRETS_KEY (comma-separated, first encrypts), else a key
+# generated once under CELLAR_HOME.
+CELLAR_SECRETS_KEYS = _data_keys.secrets_keys()
+# Seconds a blob written or re-used stays safe from the garbage collector, referenced or not.
+CELLAR_GC_GRACE_S = float(os.environ.get("CELLAR_GC_GRACE_S", str(6 * 3600)))
+CELLAR_GC_INTERVAL = config.env_int("CELLAR_GC_INTERVAL", 24 * 3600)
+
 # The control worker runs `--beat` (Procfile). `expires`: a tick that waited longer than its own
 # interval (control was down) is dropped rather than run in a pile-up.
 CELERY_BEAT_SCHEDULE = {
+    "data-gc": {
+        "task": "cellar.data.gc",
+        "schedule": float(CELLAR_GC_INTERVAL),
+        "options": {"expires": float(CELLAR_GC_INTERVAL)},
+    },
     "engine-reconcile": {
         "task": "cellar.engine.reconcile",
         "schedule": float(CELLAR_ENGINE_RECONCILE_INTERVAL),

@@ -7,6 +7,7 @@ with cellar.start_run(experiment="churn") as run:
 """
 
 from cellar.client import CellarAPIError, Client
+from cellar.data import connect, dataset, secret
 from cellar.tracking import (
     ConfigurationError,
     Run,
@@ -36,6 +37,8 @@ __all__ = [
     "TrackingError",
     "__version__",
     "active_run",
+    "connect",
+    "dataset",
     "end_run",
     "flush",
     "load_task",
@@ -47,6 +50,7 @@ __all__ = [
     "log_params",
     "login",
     "logout",
+    "secret",
     "set_tag",
     "set_tags",
     "start_run",

@@ -49,11 +49,17 @@ class ArtifactStore(ABC):
     def check(self) -> None:
         """Raise when the store cannot be reached or written (used by /readyz)."""
 
+    def refresh(self, key: str) -> bool:
+        """Whether `key` exists; a backend that can also marks it as just used, so a garbage
+        collector sweeping now keeps it (docs/data.md, "Garbage collection"). A writer that
+        re-uses a stored blob calls this instead of `exists`."""
+        return self.exists(key)
+
     def put_blob(self, team: str, data: bytes) -> str:
         """Store content-addressed; writing the same bytes twice is free. Returns the sha256."""
         digest = hashlib.sha256(data).hexdigest()
         key = blob_key(team, digest)
-        if not self.exists(key):
+        if not self.refresh(key):
             self.put_bytes(key, data)
         return digest
 
@@ -69,7 +75,7 @@ class ArtifactStore(ABC):
                     handle.write(chunk)
             digest = hasher.hexdigest()
             key = blob_key(team, digest)
-            if not self.exists(key):
+            if not self.refresh(key):
                 self.put_file(key, tmp)
             return digest, size
         finally:

@@ -7,10 +7,15 @@ when set, credentials from boto3's usual chain.
 from __future__ import annotations
 
 import os
+from datetime import UTC
 from typing import BinaryIO
 from urllib.parse import urlparse
 
 from cellar.artifacts.base import ArtifactStore, ArtifactStoreError
+
+# A re-used blob older than this is re-stamped (a copy onto itself); the garbage collector's
+# grace window (CELLAR_GC_GRACE_S, default 6 h) must be longer.
+REFRESH_AFTER_S = float(os.environ.get("CELLAR_S3_REFRESH_AFTER_S", "3600"))
 
 
 class S3ArtifactStore(ArtifactStore):
@@ -70,6 +75,28 @@ class S3ArtifactStore(ArtifactStore):
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError:
             return False
+        return True
+
+    def refresh(self, key: str) -> bool:
+        """Exists? If it was last written over REFRESH_AFTER_S ago, copy it onto itself so its
+        LastModified (the garbage collector's "last used") is now."""
+        from datetime import datetime
+
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError:
+            return False
+        age = (datetime.now(UTC) - head["LastModified"]).total_seconds()
+        if age > REFRESH_AFTER_S:
+            source = {"Bucket": self.bucket, "Key": self._key(key)}
+            try:
+                self.client.copy_object(
+                    Bucket=self.bucket, Key=self._key(key), CopySource=source, MetadataDirective="REPLACE"
+                )
+            except ClientError:
+                return False  # deleted meanwhile: the caller writes it again
         return True
 
     def check(self) -> None:

@@ -10,6 +10,7 @@
     pool:<name> gpu:<n> cpu:<n> memory:<size>   where and with what the step runs
     retry:<n> timeout:<duration> cache:off|on   how it runs
     concurrency:<n>                at most n tasks of the step run at once (per run; for wide fan-outs)
+    secrets:<name>[,<name>]        team secrets or connections the step may read (docs/data.md)
 
 `injected-parameters` (the cell papermill adds to an executed notebook) is recognised and
 ignored, with a warning: it holds one run's values, not the pipeline's defaults.
@@ -29,6 +30,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from cellar.data.declared import parse_secrets_tag
 from cellar.pipelines.errors import Problem
 from cellar.pipelines.spec import STEP_NAME, Foreach
 
@@ -63,13 +65,14 @@ STEP_TAG_KINDS = (
     "timeout",
     "cache",
     "concurrency",
+    "secrets",
 )
 ROLE_TAGS = ("imports", "functions", "parameters", "skip")
 
 KNOWN = (
     "step:<name>, block:<name>, prev:<name>, imports, functions, parameters, pipeline-parameters, skip, "
     "foreach:<iterable>[:<item>], join, pool:<name>, gpu:<n>, cpu:<n>, memory:<size>, retry:<n>, "
-    "timeout:<seconds>, cache:off, concurrency:<n>"
+    "timeout:<seconds>, cache:off, concurrency:<n>, secrets:<name>[,<name>]"
 )
 
 # Kale tags we do not take, with what to write instead.
@@ -99,6 +102,7 @@ class CellTags:
     timeout: int | None = None
     cache: bool | None = None
     concurrency: int | None = None
+    secrets: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # the tags as written, sorted
     step_level: list[str] = field(default_factory=list)  # tags that belong on a step cell
 
@@ -206,6 +210,14 @@ def parse_tags(tags: list[str], cell: int) -> tuple[CellTags, list[Problem]]:
             elif once("concurrency", tag):
                 result.concurrency = int(rest)
                 result.step_level.append(tag)
+        elif head == "secrets":
+            try:
+                names = parse_secrets_tag(rest)
+            except ValueError as exc:
+                bad(tag, f"secrets:<name>[,<name>] takes secret or connection names; '{exc}' is not one")
+                continue
+            result.secrets = sorted(set(result.secrets) | set(names))
+            result.step_level.append(tag)
         elif head == "cpu":
             try:
                 value = float(rest)
