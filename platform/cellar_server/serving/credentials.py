@@ -40,6 +40,9 @@ class ServePrincipal:
     pk: None = None
     id: None = None
 
+    def get_username(self) -> str:
+        return self.username
+
 
 class ServeCredentialAuthentication(BaseAuthentication):
     def authenticate(self, request):
