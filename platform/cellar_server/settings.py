@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "cellar_server.data",
     "cellar_server.serving",
     "cellar_server.registry",
+    "cellar_server.abtests",
 ]
 
 MIDDLEWARE = [
