@@ -177,7 +177,15 @@ def run_log_batch(caller: Caller, f: Fields) -> dict:
 
 
 def run_log_inputs(caller: Caller, f: Fields) -> dict:
-    _run(caller, f)  # datasets are accepted and not yet recorded
+    """Datasets land in the data layer's tables, like cellar.dataset's (cellar_server/data)."""
+    from cellar_server.core.exceptions import ServiceError
+    from cellar_server.data.datasets import mlflow_inputs_record  # data depends on tracking, not back
+
+    run = _run_to_log(caller, f)
+    try:
+        mlflow_inputs_record(team=caller.team, run=run, datasets=f.list("datasets"))
+    except ServiceError as exc:
+        raise invalid(exc.message) from None
     return {}
 
 
