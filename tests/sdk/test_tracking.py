@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -113,7 +114,8 @@ def test_with_block_logs_everything_and_finishes(tracking, tmp_path, live_server
 
     root = f"{stored.experiment.number}/{run.run_id}/artifacts"
     paths = set(ArtifactFile.all_teams.filter(team=stored.team).values_list("path", flat=True))
-    assert paths == {f"{root}/models/model.txt", f"{root}/plots/loss.csv", f"{root}/plots/sub/acc.csv"}
+    logged = {f"{root}/models/model.txt", f"{root}/plots/loss.csv", f"{root}/plots/sub/acc.csv"}
+    assert paths == logged | {f"{root}/environment/requirements.txt"}  # the SDK adds the environment lock
     listed = _mlflow(live_server, editor_token, "GET", "artifacts/list", run_id=run.run_id, path="plots").json()
     assert {f["path"] for f in listed["files"]} == {"plots/loss.csv", "plots/sub"}
     download = requests.get(
@@ -397,6 +399,21 @@ def test_a_notebook_without_its_file_uploads_the_cell_history(tracking, monkeypa
     text = _snapshot(live_server, editor_token, run.run_id, "code/notebook_snapshot.py").text
     assert "# In[1]:\nimport cellar\n" in text and "# In[2]:\ndf = load()\ndf.head()\n" in text
     assert "In[3]" not in text  # blank cells are left out
+
+
+def test_a_run_records_its_environment(tracking, live_server, editor_token):
+    with cellar.start_run(experiment="env") as run:
+        run.log_metric("m", 1)
+    tags = _tags(Run.all_teams.get(run_uuid=run.run_id))
+    lock = _snapshot(live_server, editor_token, run.run_id, "environment/requirements.txt")
+    assert lock.status_code == 200
+    lines = lock.text.splitlines()
+    assert lines[0] == f"# Python {sys.version.split()[0]}"
+    # Every installed distribution, pinned: the file rebuilds the environment with pip install -r.
+    pins = dict(line.split("==") for line in lines[1:])
+    assert pins["django"] == __import__("django").get_version() and "requests" in pins
+    assert tags["cellar.environment"] == f"Python {sys.version.split()[0]}, {len(pins)} packages"
+    assert tags["cellar.environment_hash"] == hashlib.sha256(lock.content).hexdigest()[:16]
 
 
 # --- the SDK stays lean ----------------------------------------------------------------------------

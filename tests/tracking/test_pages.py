@@ -558,10 +558,20 @@ def test_compare_shows_charts_plots_and_a_diff(client, members, churn):
     ]
     assert 'class="differs" data-row="Metrics (latest):acc"' in html
     assert 'class="same" data-row="Run:Status"' in html
-    env = re.search(r'data-row="Run:Environment \(cellar.environment\)">(.*?)</tr>', html, re.S).group(1)
+    env = re.search(r'data-row="Run:Environment">(.*?)</tr>', html, re.S).group(1)
     cells = re.findall(r'<td( class="diff")?>([\w-]+)</td>', env)
     assert cells == [("", "py311-torch2"), ("", "py311-torch2"), (' class="diff"', "py312-torch2")]
     assert 'data-row="Tags:cellar.environment"' not in html  # shown once, as the environment
+
+
+def test_the_environment_label_tells_apart_runs_on_different_packages():
+    environment_label = dashboards.environment_label
+    same_summary = {"cellar.environment": "Python 3.11.7, 142 packages"}
+    first = environment_label({**same_summary, "cellar.environment_hash": "1f2e3d4c5b6a7980"})
+    second = environment_label({**same_summary, "cellar.environment_hash": "aaaabbbbccccdddd"})
+    assert first == "Python 3.11.7, 142 packages · 1f2e3d4c" and first != second
+    assert environment_label({"mlflow.docker.image.name": "train:3"}) == "train:3"
+    assert environment_label({"team": "core"}) is None
 
 
 def test_compare_metric_choice_and_plot_selects_come_from_the_query(client, members, churn):

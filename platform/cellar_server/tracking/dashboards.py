@@ -263,6 +263,17 @@ class RunDetail:
     tags: list[RunTag]
     system_tags: list[RunTag]
     metrics: list[LatestMetric]
+    environment: str | None  # "Python 3.11.7, 142 packages · 1f2e3d4c", or another environment tag's value
+
+
+def environment_label(tags: dict[str, str]) -> str | None:
+    """What a run ran on, from the SDK's summary and lock hash, else the first environment tag found.
+
+    The hash is part of the label so that two runs on different package versions never read alike."""
+    summary, digest = tags.get("cellar.environment"), tags.get("cellar.environment_hash")
+    if summary or digest:
+        return " · ".join(x for x in (summary, digest[:8] if digest else None) if x)
+    return next((tags[k] for k in ENVIRONMENT_TAGS if k in tags), None)
 
 
 def run_detail(*, run: Run) -> RunDetail:
@@ -271,7 +282,10 @@ def run_detail(*, run: Run) -> RunDetail:
     metrics = list(LatestMetric.objects.filter(run=run).order_by("key"))
     user_tags = [t for t in all_tags if not t.key.startswith("mlflow.")]
     system_tags = [t for t in all_tags if t.key.startswith("mlflow.")]
-    return RunDetail(run=run, params=params, tags=user_tags, system_tags=system_tags, metrics=metrics)
+    environment = environment_label({t.key: t.value for t in all_tags})
+    return RunDetail(
+        run=run, params=params, tags=user_tags, system_tags=system_tags, metrics=metrics, environment=environment
+    )
 
 
 # --- metric charts ----------------------------------------------------------------------------------------
@@ -450,9 +464,9 @@ def compare_runs(*, runs: list[Run]) -> Comparison:
         _diff_row("Source", [f"{r.source_type}: {r.source_name}" if r.source_name else r.source_type for r in runs]),
         _diff_row("Code version", [r.code_version or missing for r in runs]),
     ]
-    env_key = next((k for k in ENVIRONMENT_TAGS if any(k in t for t in tags)), None)
-    if env_key:
-        run_rows.append(_diff_row(f"Environment ({env_key})", [t.get(env_key, missing) for t in tags]))
+    environments = [environment_label(t) for t in tags]
+    if any(environments):
+        run_rows.append(_diff_row("Environment", [e or missing for e in environments]))
     sections = [
         DiffSection("Run", run_rows),
         DiffSection("Parameters", [_diff_row(k, [p.get(k, missing) for p in params]) for k in param_keys]),

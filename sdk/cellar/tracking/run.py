@@ -414,11 +414,11 @@ def _start_online(experiment: str | None, experiment_id: str | None, name: str |
         deadline=deadline,
     )["info"]
     run = _online_run(session, info, owned=True)
-    if source.snapshot is not None:
+    for relpath, data in source.files:
         try:
-            run._store_bytes(source.snapshot[1], source.snapshot[0])
-        except Exception as exc:  # the snapshot is a courtesy: never fail the user's run for it
-            logger.warning("cellar: could not save the code snapshot: %s", exc)
+            run._store_bytes(data, relpath)
+        except Exception as exc:  # snapshots are a courtesy: never fail the user's run for them
+            logger.warning("cellar: could not save %s: %s", relpath, exc)
     return run
 
 
@@ -478,8 +478,8 @@ def _start_offline(
         folder=folder,
         owned=attach_id is None,
     )
-    if source.snapshot is not None:
-        run._store_bytes(source.snapshot[1], source.snapshot[0])
+    for relpath, data in source.files:
+        run._store_bytes(data, relpath)
     return run
 
 

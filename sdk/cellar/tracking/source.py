@@ -1,12 +1,18 @@
-"""Where a run's code came from: a notebook (path + snapshot) or a script (argv[0] + git commit).
+"""Where a run's code came from: a notebook (path + snapshot) or a script (argv[0] + git commit),
+and the environment it ran in (Python version and every installed distribution).
 
 Tags follow MLflow's names, so the server fills the run's source columns from them:
-mlflow.source.type (NOTEBOOK / LOCAL), mlflow.source.name, mlflow.source.git.commit.
+mlflow.source.type (NOTEBOOK / LOCAL), mlflow.source.name, mlflow.source.git.commit. The
+environment is a summary tag (`cellar.environment`), a hash of the lock (`cellar.environment_hash`:
+two runs with the same hash ran on the same packages) and the lock itself as an artifact,
+`environment/requirements.txt`, in pip's format so `pip install -r` rebuilds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +23,9 @@ SOURCE_TYPE = "mlflow.source.type"
 SOURCE_NAME = "mlflow.source.name"
 GIT_COMMIT = "mlflow.source.git.commit"
 SNAPSHOT_DIR = "code"
+ENVIRONMENT = "cellar.environment"
+ENVIRONMENT_HASH = "cellar.environment_hash"
+ENVIRONMENT_FILE = "environment/requirements.txt"
 
 
 @dataclass
@@ -24,6 +33,24 @@ class Source:
     tags: dict[str, str] = field(default_factory=dict)
     # (artifact path, bytes) of the code that ran: the notebook file, or its cells' history
     snapshot: tuple[str, bytes] | None = None
+    # (artifact path, bytes) of the environment lock
+    environment: tuple[str, bytes] | None = None
+
+    @property
+    def files(self) -> list[tuple[str, bytes]]:
+        return [f for f in (self.snapshot, self.environment) if f is not None]
+
+
+def environment() -> tuple[dict[str, str], tuple[str, bytes]]:
+    """The interpreter's environment: summary and hash tags, and the lock as requirements.txt."""
+    from cellar.pipelines.environment import installed_lock  # the same lock pipeline versions record
+
+    lock = installed_lock()
+    python = platform.python_version()
+    text = f"# Python {python}\n" + "".join(f"{name}=={version}\n" for name, version in lock.items())
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    tags = {ENVIRONMENT: f"Python {python}, {len(lock)} packages", ENVIRONMENT_HASH: digest}
+    return tags, (ENVIRONMENT_FILE, text.encode())
 
 
 def kernel_shell() -> Any | None:
@@ -100,9 +127,11 @@ def detect(shell: Any | None = None) -> Source:
             snapshot = (f"{SNAPSHOT_DIR}/notebook_snapshot.ipynb", file.read_bytes())
         else:
             snapshot = (f"{SNAPSHOT_DIR}/notebook_snapshot.py", cell_history(shell).encode())
-        return Source(tags=tags, snapshot=snapshot)
+        env_tags, env_file = environment()
+        return Source(tags={**tags, **env_tags}, snapshot=snapshot, environment=env_file)
     tags = {SOURCE_TYPE: "LOCAL", SOURCE_NAME: (sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>")}
     commit = git_commit()
     if commit:
         tags[GIT_COMMIT] = commit
-    return Source(tags=tags)
+    env_tags, env_file = environment()
+    return Source(tags={**tags, **env_tags}, environment=env_file)
