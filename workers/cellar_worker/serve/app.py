@@ -157,6 +157,8 @@ class ServeApp:
             self._count(table, predictor.version_id, started, 0, error=True)
             return _error(422, "signature_mismatch", exc.message, fields=exc.fields, detail=exc.problems)
         n_rows = validated.n_rows
+        if n_rows == 0:
+            return 200, {"deployment": name, "predictions": [], "versions": []}
         block = table.extensions.get("abtest")
         unit_ids = validated.extras.get("unit_id") if block is not None else None
         try:
