@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include("cellar_server.compute.api_urls")),
     path("api/v1/", include("cellar_server.data.api_urls")),
     path("api/v1/", include("cellar_server.serving.api_urls")),
+    path("api/v1/", include("cellar_server.registry.api_urls")),
     path("api/v1/", include("cellar_server.abtests.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

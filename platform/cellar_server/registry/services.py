@@ -40,7 +40,7 @@ def _now():
 def validate_model_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise invalid("A registered model needs a non-empty name.")
-    if len(name) > MAX_NAME or "/" in name or "@" in name or ":" in name:
+    if len(name) > MAX_NAME or "/" in name or "@" in name or ":" in name or name == "-":
         raise invalid(f"Model name '{name[:80]}' must be at most {MAX_NAME} characters, without '/', '@' or ':'.")
     return name
 
