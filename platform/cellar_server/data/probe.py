@@ -75,9 +75,9 @@ def _driver_message(exc: Exception) -> str:
 def _test_sql(config: dict[str, Any]) -> str:
     import sqlalchemy
 
-    url = sqlalchemy.engine.make_url(config["url"])
-    if config.get("password"):
-        url = url.set(password=config["password"])
+    from cellar.data.connections import sql_url
+
+    url = sql_url(config)
     connect_args = {"connect_timeout": TIMEOUT_S} if url.get_backend_name() in ("postgresql", "mysql") else {}
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
     try:

@@ -35,7 +35,7 @@ def connection_for_name(*, team: Team, name: str) -> Connection | None:
 
 def dataset_list(*, team: Team, name: str | None = None) -> QuerySet[Dataset]:
     with team_scope(team.id):
-        rows = Dataset.objects.annotate(run_count=Count("inputs"))
+        rows = Dataset.objects.annotate(run_count=Count("inputs")).order_by("-created_at", "-id")
         return rows.filter(name=name) if name else rows
 
 

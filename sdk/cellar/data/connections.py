@@ -14,14 +14,26 @@ def connect(name: str) -> Any:
     return client_for(resolved["kind"], resolved["config"])
 
 
+def sql_url(config: dict[str, Any]) -> Any:
+    """The SQLAlchemy URL with the password set. A bare `postgresql://` uses psycopg2 when
+    psycopg (3), SQLAlchemy 2.1's default, is not installed."""
+    import importlib.util
+
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(config["url"])
+    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        url = url.set(drivername="postgresql+psycopg2")
+    if config.get("password"):
+        url = url.set(password=config["password"])
+    return url
+
+
 def client_for(kind: str, config: dict[str, Any]) -> Any:
     if kind == "sql":
         import sqlalchemy
 
-        url = sqlalchemy.engine.make_url(config["url"])
-        if config.get("password"):
-            url = url.set(password=config["password"])
-        return sqlalchemy.create_engine(url)
+        return sqlalchemy.create_engine(sql_url(config))
     if kind == "s3":
         import boto3
 
