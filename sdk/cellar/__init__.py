@@ -41,6 +41,7 @@ __all__ = [
     "dataset",
     "end_run",
     "flush",
+    "load_model",
     "load_task",
     "log_artifact",
     "log_artifacts",
@@ -50,6 +51,7 @@ __all__ = [
     "log_params",
     "login",
     "logout",
+    "register_model",
     "secret",
     "set_tag",
     "set_tags",
@@ -63,4 +65,8 @@ def __getattr__(name: str):
         from cellar.pipelines.load_task import load_task
 
         return load_task
+    if name in ("register_model", "load_model", "score_batch"):  # the registry: numpy/pandas load lazily too
+        from cellar import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'cellar' has no attribute {name!r}")

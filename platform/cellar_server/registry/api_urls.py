@@ -14,6 +14,11 @@ urlpatterns = [
     path(MODEL, apis.ModelApi.as_view({"get": "retrieve"}), name="model-detail"),
     path(MODEL + "versions/", apis.VersionApi.as_view({"get": "list"}), name="model-version-list"),
     path(MODEL + "versions/<int:version>/", apis.VersionApi.as_view({"get": "retrieve"}), name="model-version-detail"),
+    path(
+        MODEL + "versions/<int:version>/files/<path:relpath>",
+        apis.VersionFileApi.as_view(),
+        name="model-version-file",
+    ),
     path(MODEL + "aliases/", apis.AliasApi.as_view({"get": "list"}), name="model-alias-list"),
     path(
         MODEL + "aliases/<str:alias>/",

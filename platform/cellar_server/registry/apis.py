@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
@@ -21,6 +22,7 @@ from cellar_server.registry.register import version_register
 from cellar_server.registry.step_auth import StepTokenAuthentication, resolve_caller
 from cellar_server.teams.actors import actor_from_request
 from cellar_server.teams.authentication import BearerTokenAuthentication
+from cellar_server.tracking.services.artifacts import artifact_store
 
 READ, WRITE, PROMOTE = "models:read", "models:write", "models:promote"
 
@@ -203,3 +205,24 @@ class RegisterApi(StepAwareApi):
             version, context={"aliases": selectors.aliases_by_version(team=caller.team, models=[version.model])}
         ).data
         return Response({"version": body, **outcome}, status=status.HTTP_201_CREATED)
+
+
+class VersionFileApi(StepAwareApi):
+    """GET one file of a version (bytes from the content-addressed store, hash checked)."""
+
+    def get(self, request: Request, team_slug: str, name: str, version: int, relpath: str) -> FileResponse:
+        if request.auth is None and not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated()
+        caller = resolve_caller(request, team_slug)
+        caller.require(READ)
+        try:
+            found = selectors.model_version_get(team=caller.team, name=name, version=version)
+        except RegistryError as exc:
+            raise _not_found_as_404(exc) from None
+        sha = found.files.get(relpath)
+        if sha is None:
+            raise exceptions.NotFound()
+        stream = artifact_store().open_blob(caller.team.slug, sha)
+        response = FileResponse(stream, content_type="application/octet-stream")
+        response["X-Content-SHA256"] = sha
+        return response
