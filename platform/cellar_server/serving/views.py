@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -11,14 +12,13 @@ from django.views.decorators.http import require_POST
 from cellar_server.serving import selectors, services
 from cellar_server.serving.apis import READ, WRITE
 from cellar_server.serving.models import DeploymentKey
+from cellar_server.serving.versions import version_manifest
 from cellar_server.teams.pages import page_actor, run_service, team_page
 from cellar_server.teams.selectors import TeamAccess
 
 
 def serve_url(request: HttpRequest) -> str:
-    from django.conf import settings
-
-    return getattr(settings, "CELLAR_SERVE_PUBLIC_URL", "http://127.0.0.1:8002")
+    return settings.CELLAR_SERVE_PUBLIC_URL
 
 
 @team_page(READ)
@@ -37,9 +37,19 @@ def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -
     if found is None:
         raise Http404("No such deployment.")
     traffic = selectors.deployment_traffic(deployment=found)
+    summary = selectors.deployment_summary(deployment=found)
+    route_rows = [
+        {
+            "route": route,
+            "health": summary.health.get(route.version_id),
+            "model": version_manifest(team=access.team, version_id=route.version_id),
+        }
+        for route in summary.routes
+    ]
     context = {
         "access": access,
-        "summary": selectors.deployment_summary(deployment=found),
+        "summary": summary,
+        "route_rows": route_rows,
         "deployment": found,
         "keys": selectors.deployment_keys(deployment=found),
         "traffic": traffic,
