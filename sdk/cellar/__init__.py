@@ -56,6 +56,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "track",
 ]
 
 
@@ -69,4 +70,8 @@ def __getattr__(name: str):
         from cellar import registry
 
         return getattr(registry, name)
+    if name in ("track", "flush_tracked"):  # A/B-test outcomes (cellar.abstats.track)
+        from cellar.abstats import track as _track
+
+        return getattr(_track, name)
     raise AttributeError(f"module 'cellar' has no attribute {name!r}")

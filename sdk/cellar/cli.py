@@ -17,6 +17,7 @@ PIPELINE_COMMANDS = {
     "run": "cellar.pipelines.cli_run",
     "promote": "cellar.pipelines.cli_promote",
     "pull": "cellar.pipelines.cli_pull",
+    "simulate-traffic": "cellar.abstats.simulate",
 }
 
 
