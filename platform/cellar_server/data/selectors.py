@@ -127,3 +127,9 @@ def retention_policy(*, team: Team) -> RetentionPolicy | None:
 def gc_sweeps(*, team: Team, limit: int = 10) -> list[GcSweep]:
     with team_scope(team.id):
         return list(GcSweep.objects.all()[:limit])
+
+
+def storage_measured(*, team: Team) -> GcSweep | None:
+    """The team's last successful sweep (dry or not): its scanned bytes are the storage in use."""
+    with team_scope(team.id):
+        return GcSweep.objects.filter(error="", finished_at__isnull=False).first()

@@ -36,6 +36,7 @@ def overview(request: HttpRequest, access: TeamAccess) -> HttpResponse:
         "datasets": [{"dataset": d, "runs": previews.get(d.pk, [])} for d in datasets],
         "policy": selectors.retention_policy(team=team),
         "sweeps": selectors.gc_sweeps(team=team, limit=5),
+        "storage": selectors.storage_measured(team=team),
         "can_admin": ADMIN in access.scopes,
         "can_test": WRITE in access.scopes,
         "kinds": CONNECTION_KINDS,
