@@ -197,3 +197,30 @@ def test_health_and_prediction_reports_reach_the_deployment(serve_api, members, 
     response = serve_api.post("/api/v1/serving/predictions/", bad, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_report"
     assert PredictionMinute.all_teams.get().requests == 20  # nothing half-written
+
+
+def test_list_and_page_queries_do_not_grow_with_deployments(members, api_as, team, version, deploy):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_as(members["viewer"])
+
+    def count(path: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(path).status_code == 200
+        return len(ctx.captured_queries)
+
+    deploy(team, "d0", {version: 1})
+    one = (count(URL), count("/t/acme/deployments/"))
+    for i in range(1, 5):
+        deploy(team, f"d{i}", {version: 1})
+    assert (count(URL), count("/t/acme/deployments/")) == one
+
+
+def test_list_query_count_is_pinned(members, api_as, team, version, deploy, django_assert_num_queries):
+    for i in range(3):
+        deploy(team, f"d{i}", {version: 1})
+    client = api_as(members["viewer"])
+    client.get(URL)  # session warm-up
+    with django_assert_num_queries(7):
+        assert client.get(URL).status_code == 200

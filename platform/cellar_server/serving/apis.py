@@ -30,6 +30,7 @@ from cellar_server.core.errors import error_body
 from cellar_server.core.exceptions import ServiceError
 from cellar_server.core.viewsets import TeamScopedViewSet
 from cellar_server.serving import selectors, services
+from cellar_server.serving import serializers as s
 from cellar_server.serving.credentials import IsServe, ServeCredentialAuthentication
 from cellar_server.serving.models import Deployment, DeploymentKey
 from cellar_server.serving.payloads import deployment_payload, key_payload
@@ -57,15 +58,19 @@ class _DeploymentBase(TeamScopedViewSet):
         return super().handle_exception(exc)
 
 
-@extend_schema(tags=["deployments"], responses={200: dict})
 class DeploymentApi(_DeploymentBase):
     scope_map = {"GET": READ, "POST": WRITE, "PATCH": WRITE, "DELETE": WRITE}
+    serializer_class = s.DeploymentSerializer
 
+    @extend_schema(operation_id="deployments_list", responses=s.DeploymentSerializer(many=True))
     def list(self, request: Request, team_slug: str) -> Response:
         summaries = selectors.deployment_list(team=self.team)
         page = self.paginate_queryset(summaries)
         return self.get_paginated_response([deployment_payload(s) for s in page])
 
+    @extend_schema(
+        operation_id="deployments_create", request=s.DeploymentCreateInput, responses={201: s.DeploymentSerializer}
+    )
     def create(self, request: Request, team_slug: str) -> Response:
         data = _body(request)
         deployment = services.deployment_create(
@@ -79,9 +84,11 @@ class DeploymentApi(_DeploymentBase):
         summary = selectors.deployment_summary(deployment=deployment)
         return Response(deployment_payload(summary), status=status.HTTP_201_CREATED)
 
+    @extend_schema(operation_id="deployments_retrieve", responses=s.DeploymentSerializer)
     def retrieve(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         return Response(deployment_payload(selectors.deployment_summary(deployment=self.get_object())))
 
+    @extend_schema(operation_id="deployments_update", request=s.DeploymentUpdateInput, responses=s.DeploymentSerializer)
     def partial_update(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         data = _body(request)
         unknown = sorted(set(data) - {"routes", "sample_rate", "drift_threshold", "description"})
@@ -98,10 +105,12 @@ class DeploymentApi(_DeploymentBase):
         )
         return Response(deployment_payload(selectors.deployment_summary(deployment=deployment)))
 
+    @extend_schema(operation_id="deployments_destroy", responses={204: None})
     def destroy(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         services.deployment_delete(team=self.team, actor=actor_from_request(request), deployment=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(operation_id="deployments_traffic", responses={200: dict})
     def traffic(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         try:
             minutes = min(max(int(request.query_params.get("minutes", 60)), 1), 24 * 60)
@@ -109,6 +118,7 @@ class DeploymentApi(_DeploymentBase):
             raise ServiceError("invalid_minutes", "'minutes' must be a whole number of minutes.") from None
         return Response(selectors.deployment_traffic(deployment=self.get_object(), minutes=minutes))
 
+    @extend_schema(operation_id="deployments_drift", responses={200: dict})
     def drift(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         deployment = self.get_object()
         return Response(
@@ -116,9 +126,9 @@ class DeploymentApi(_DeploymentBase):
         )
 
 
-@extend_schema(tags=["deployments"], responses={200: dict})
 class DeploymentKeyApi(_DeploymentBase):
     scope_map = {"GET": READ, "POST": WRITE, "DELETE": WRITE}
+    serializer_class = s.KeySerializer
 
     def _deployment(self) -> Deployment:
         deployment = selectors.deployment_get(team=self.team, name=self.kwargs["deployment_name"])
@@ -126,10 +136,12 @@ class DeploymentKeyApi(_DeploymentBase):
             raise exceptions.NotFound()
         return deployment
 
+    @extend_schema(operation_id="deployment_keys_list", responses=s.KeyListSerializer)
     def list(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         keys = selectors.deployment_keys(deployment=self._deployment())
         return Response({"results": [key_payload(k) for k in keys]})
 
+    @extend_schema(operation_id="deployment_keys_create", request=s.KeyCreateInput, responses={201: s.KeySerializer})
     def create(self, request: Request, team_slug: str, deployment_name: str) -> Response:
         key, raw = services.deployment_key_create(
             team=self.team,
@@ -139,6 +151,7 @@ class DeploymentKeyApi(_DeploymentBase):
         )
         return Response(key_payload(key, raw), status=status.HTTP_201_CREATED)
 
+    @extend_schema(operation_id="deployment_keys_revoke", responses=s.KeySerializer)
     def destroy(self, request: Request, team_slug: str, deployment_name: str, key_id: int) -> Response:
         key = DeploymentKey.objects.filter(deployment=self._deployment(), pk=key_id).first()
         if key is None:
