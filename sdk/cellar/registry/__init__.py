@@ -15,5 +15,15 @@ from cellar.registry.client import (
     register_model,
     set_alias,
 )
+from cellar.registry.scoring import BatchScore, score_batch
 
-__all__ = ["RegisteredVersion", "RegistryError", "load_model", "model_manifest", "register_model", "set_alias"]
+__all__ = [
+    "BatchScore",
+    "RegisteredVersion",
+    "RegistryError",
+    "load_model",
+    "model_manifest",
+    "register_model",
+    "score_batch",
+    "set_alias",
+]
