@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("cellar_server.compute.urls")),
     path("", include("cellar_server.data.urls")),
     path("", include("cellar_server.serving.urls")),
+    path("", include("cellar_server.abtests.urls")),
     path("", include("cellar_server.registry.urls")),
     path("", include("cellar_server.teams.urls")),
     path("", include("cellar_server.workspaces.urls")),

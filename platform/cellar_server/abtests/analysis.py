@@ -85,13 +85,17 @@ def analyse(*, test: ABTest, phase: int | None = None, with_timeline: bool = Tru
         for i in range(1, len(arms)):
             seq = abstats.sequential(stats[0], stats[i], alpha=decision_alpha, n_star=test.sequential_n_star)
             fixed = abstats.welch(stats[0], stats[i], alpha=test.alpha)
-            bayes = abstats.bayesian(stats[0], stats[i], alpha=test.alpha)
+            bayes = abstats.bayesian(stats[0], stats[i], alpha=test.alpha).as_dict()
+            if not metric.higher_is_better and bayes["chance_to_win"] is not None:
+                # an "inverse" metric wins when it goes down (gbstats' inverse flag)
+                bayes["chance_to_win"] = 1 - bayes["chance_to_win"]
+                bayes["risk"] = bayes["risk"][::-1]
             comparisons.append(
                 {
                     "arm": arms[i].key,
                     "sequential": seq.as_dict(),
                     "frequentist": fixed.as_dict(),
-                    "bayesian": bayes.as_dict(),
+                    "bayesian": bayes,
                     "verdict": _favourable(seq, metric.higher_is_better),
                 }
             )
@@ -182,11 +186,15 @@ def _timeline(test, arms, metrics, by_bucket, alpha) -> dict[str, Any]:
     buckets = sorted({b for i in range(len(arms)) for b in by_bucket.get((primary.name, i), {})})
     cumulative = []
     running = [[0.0] * 6 for _ in arms]
+    shown = []
     for b in buckets:
         for i in range(len(arms)):
             for k, v in enumerate(by_bucket.get((primary.name, i), {}).get(b, [0.0] * 6)):
                 running[i][k] += v
-        cumulative.append([list(r) for r in running])
+        if min(r[0] for r in running) >= MIN_UNITS_PER_ARM:  # earlier intervals are too wide to read
+            shown.append(b)
+            cumulative.append([list(r) for r in running])
+    buckets = shown
     series = []
     for i in range(1, len(arms)):
         points = []
