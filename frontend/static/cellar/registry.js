@@ -13,10 +13,10 @@
       y: s.y,
     }));
     const layout = {
-      margin: { t: 10, r: 10, b: 40, l: 50 },
+      margin: { t: 30, r: 10, b: 40, l: 50 },
       font: { family: "system-ui, sans-serif", size: 12 },
       xaxis: { title: { text: "version" }, type: "category" },
-      legend: { orientation: "h", y: -0.25 },
+      legend: { orientation: "h", x: 0, y: 1.15 },
       hovermode: "x unified",
     };
     Plotly.newPlot(el, traces, layout, { displaylogo: false, responsive: true });

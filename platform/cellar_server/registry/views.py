@@ -64,7 +64,7 @@ def model_detail(request: HttpRequest, access: TeamAccess, name: str) -> HttpRes
         "versions": [{"v": v, "aliases": by_version.get(v.pk, [])} for v in versions],
         "aliases": sorted(aliases.items()),
         "moves": selectors.alias_moves(team=access.team, model=model, limit=20),
-        "chart": json.dumps({k: {"x": [p[0] for p in pts], "y": [p[1] for p in pts]} for k, pts in series.items()}),
+        "chart": {k: {"x": [p[0] for p in pts], "y": [p[1] for p in pts]} for k, pts in series.items()},
         "has_chart": any(len(p) for p in series.values()),
         "can_promote": PROMOTE in access.scopes,
         "compare_from": versions[1].version if len(versions) > 1 else None,
