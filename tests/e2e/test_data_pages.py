@@ -102,6 +102,26 @@ def test_data_sets_with_their_runs_and_the_data_set_page(page: Page, team, membe
     expect(page).to_have_url(f"{page.url.split('/t/')[0]}/t/acme/runs/{'b' * 32}/")
 
 
+def test_run_page_lists_its_data_sets_and_compare_says_the_input_changed(page: Page, team, members, artifacts):
+    seed_datasets(team)
+    sign_in(page, "viewer-user", shots="data-runs")
+    visit(page, f"/t/acme/runs/{'a' * 32}/", "data-run-page", ready="[data-testid=run-datasets]")
+    expect(page.get_by_test_id("run-datasets")).to_contain_text("churn.csv")
+    expect(page.get_by_test_id("run-datasets")).to_contain_text("training")
+    visit(
+        page, f"/t/acme/compare/?runs={'a' * 32},{'b' * 32}", "data-compare-same", ready="[data-testid=compare-inputs]"
+    )
+    expect(page.get_by_test_id("input-changed")).to_have_count(0)
+    visit(
+        page,
+        f"/t/acme/compare/?runs={'a' * 32},{'c' * 32}",
+        "data-compare-changed",
+        ready="[data-testid=compare-inputs]",
+    )
+    expect(page.get_by_test_id("input-changed")).to_be_visible()
+    expect(page.locator("[data-row='Data sets:churn.csv'] td.diff")).to_have_count(2)
+
+
 def test_a_dry_run_reports_what_it_would_free(page: Page, team, members, artifacts, settings):
     store = store_from_url(settings.ARTIFACT_STORE_URL)
     sha = store.put_blob(team.slug, b"garbage")

@@ -99,6 +99,7 @@ def test_sql_connection_and_data_set_against_postgresql(tracking, live_server, t
     engine = cellar.connect("warehouse")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM h9_churn").scalar() == 2
+    engine.dispose()
     with cellar.start_run(experiment="churn") as run:
         df = cellar.dataset("warehouse", query="SELECT * FROM h9_churn ORDER BY id", context="training")
         again = cellar.dataset("warehouse", query="SELECT * FROM h9_churn ORDER BY id", context="training")

@@ -83,22 +83,15 @@ def datasets_for_runs(*, team: Team, run_ids: Iterable[str]) -> dict[str, list[d
 
     {run_uuid: [{"dataset_id", "name", "uri", "digest", "kind", "source", "size", "schema",
                  "profile", "snapshot", "context", "created_at"}]}; runs that read none are absent.
-    Another team's runs are absent too. Two queries at most."""
+    Another team's runs are absent too. One query."""
     run_ids = [r for r in set(run_ids) if r]
     if not run_ids:
         return {}
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with team_scope(team.id):
-        rows = (
-            DatasetInput.objects.filter(run__run_uuid__in=run_ids)
-            .select_related("dataset")
-            .values_list("run__run_uuid", "context", "dataset_id")
-            .order_by("id")
-        )
-        rows = list(rows)
-        datasets = {d.pk: d for d in Dataset.objects.filter(pk__in={r[2] for r in rows})}
-    for run_uuid, context, dataset_id in rows:
-        out[run_uuid].append(dataset_body(datasets[dataset_id], context))
+        rows = DatasetInput.objects.filter(run__run_uuid__in=run_ids).select_related("dataset", "run").order_by("id")
+        for row in rows:
+            out[row.run.run_uuid].append(dataset_body(row.dataset, row.context))
     return dict(out)
 
 
