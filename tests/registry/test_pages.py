@@ -83,3 +83,10 @@ def test_model_page_query_count_is_flat(client, members, team, actor, churn, log
         services.version_create(team=team, actor=actor, model=churn, source=f"runs:/{logged_run().run_uuid}/model")
     with django_assert_max_num_queries(15):
         assert client.get("/t/acme/models/churn/").status_code == 200
+
+
+def test_tracking_run_page_links_to_the_registered_version(client, members, churn):
+    client.force_login(members["viewer"])
+    version = selectors.model_version_get(team=churn.team, name="churn", version=2)
+    body = client.get(f"/t/acme/runs/{version.run_uuid}/").content.decode()
+    assert 'data-testid="registered-as"' in body and "/t/acme/models/churn/versions/2/" in body
