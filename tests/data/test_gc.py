@@ -15,7 +15,7 @@ from cellar.artifacts import blob_key, store_from_url
 from cellar_server.core import blob_refs
 from cellar_server.data import gc, services
 from cellar_server.teams.actors import SYSTEM
-from cellar_server.tracking.models import Experiment, Run, RunTag
+from cellar_server.tracking.models import ArtifactFile, Experiment, Run, RunTag
 from cellar_server.tracking.services.artifacts import artifact_put
 
 pytestmark = pytest.mark.django_db
@@ -162,9 +162,15 @@ def test_retention_expires_old_runs_artifacts_but_not_pinned_ones(team, store, m
         keep_last_runs=0,
         expire_after_days=7,
     )
+    dry = gc.gc_sweep(team=team, grace_s=60, dry_run=True)
+    assert dry.deleted == 1 and ArtifactFile.all_teams.count() == 3
     sweep = gc.gc_sweep(team=team, grace_s=60)
     assert sweep.deleted == 1
     assert not exists(store, team, shas[expired.run_uuid])
+    # The expired run's files are gone from its listing too; the others' stay.
+    assert sorted(ArtifactFile.all_teams.values_list("path", flat=True)) == sorted(
+        f"1/{run.run_uuid}/artifacts/m.bin" for run in (pinned, recent)
+    )
     assert exists(store, team, shas[pinned.run_uuid]) and exists(store, team, shas[recent.run_uuid])
 
 

@@ -3,7 +3,7 @@
 One sweep, for one team:
 
 1. note the start time T and list the team's blobs with their last-used time;
-2. compute the retention cut and drop step-cache entries of expired runs;
+2. compute the retention cut; drop expired runs' step-cache entries and artifact files;
 3. ask every registered provider (core/blob_refs.py) for the live hashes;
 4. delete each listed blob that is not live and was last used before T - grace, re-checking
    its time at the moment of deletion.
@@ -47,6 +47,7 @@ def gc_sweep(*, team: Team, dry_run: bool = False, grace_s: float | None = None)
         cut = retention.retention_cut(team=team)
         if not dry_run:
             refs.expire_cache(team, cut)
+            refs.expire_artifact_files(team, cut)
         live = blob_refs.live_hashes(team, cut)
         cutoff = started - grace_s
         sample: list[str] = []

@@ -79,6 +79,26 @@ def expire_cache(team: Team, cut: RetentionCut) -> int:
     return rows.delete()[0]
 
 
+def expire_artifact_files(team: Team, cut: RetentionCut) -> int:
+    """Remove expired runs' artifact files (through the tracking service), so their listings do
+    not offer files whose bytes the sweep deletes. Returns how many runs had files."""
+    if not cut.expired_runs:
+        return 0
+    from cellar_server.tracking.errors import TrackingError
+    from cellar_server.tracking.models import Run
+    from cellar_server.tracking.services.artifacts import artifact_delete
+
+    runs = Run.all_teams.filter(team_id=team.id, run_uuid__in=cut.expired_runs)
+    count = 0
+    for number, run_uuid in runs.values_list("experiment__number", "run_uuid"):
+        try:
+            artifact_delete(team=team, path=f"{number}/{run_uuid}")
+        except TrackingError:  # no files
+            continue
+        count += 1
+    return count
+
+
 def dataset_snapshots(team: Team, cut: RetentionCut) -> Iterable[str]:
     from cellar_server.data.models import Dataset
 

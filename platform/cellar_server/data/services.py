@@ -57,28 +57,33 @@ def _description(text: Any) -> str:
     return text
 
 
+def _create_named(model, *, actor: Actor, team: Team, name: str, exists: tuple[str, str], **fields: Any):
+    """Create a row unique per (team, name); a duplicate is 409 with `exists` (code, message)."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return model.all_teams.create(
+                team=team, name=name, created_at=now, updated_at=now, updated_by=actor.name, **fields
+            )
+    except IntegrityError:
+        raise ServiceError(exists[0], exists[1], status_code=409) from None
+
+
 # --- secrets -------------------------------------------------------------------------------
 
 
 @transaction.atomic
 def secret_create(*, actor: Actor, team: Team, name: str, value: str, description: str = "") -> Secret:
     name, value, description = _name(name, "secret"), _value(value), _description(description)
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            secret = Secret.all_teams.create(
-                team=team,
-                name=name,
-                description=description,
-                ciphertext=crypto.encrypt(value),
-                created_at=now,
-                updated_at=now,
-                updated_by=actor.name,
-            )
-    except IntegrityError:
-        raise ServiceError(
-            "secret_exists", f"A secret named '{name}' already exists; update it instead.", status_code=409
-        ) from None
+    secret = _create_named(
+        Secret,
+        actor=actor,
+        team=team,
+        name=name,
+        exists=("secret_exists", f"A secret named '{name}' already exists; update it instead."),
+        description=description,
+        ciphertext=crypto.encrypt(value),
+    )
     audit_record(
         team=team, actor=actor, verb="secret.create", target_type="secret", target_id=secret.pk, target_repr=name
     )
@@ -200,23 +205,16 @@ def connection_create(
 ) -> Connection:
     name = _name(name, "connection")
     clean = _config(team, kind, config)
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            connection = Connection.all_teams.create(
-                team=team,
-                name=name,
-                kind=kind,
-                config=clean,
-                description=_description(description),
-                created_at=now,
-                updated_at=now,
-                updated_by=actor.name,
-            )
-    except IntegrityError:
-        raise ServiceError(
-            "connection_exists", f"A connection named '{name}' already exists.", status_code=409
-        ) from None
+    connection = _create_named(
+        Connection,
+        actor=actor,
+        team=team,
+        name=name,
+        exists=("connection_exists", f"A connection named '{name}' already exists."),
+        kind=kind,
+        config=clean,
+        description=_description(description),
+    )
     audit_record(
         team=team,
         actor=actor,

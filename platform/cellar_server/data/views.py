@@ -3,6 +3,8 @@ and the data set page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,6 +24,15 @@ READ, WRITE, ADMIN = "data:read", "data:write", "team:write"
 def _require(access: TeamAccess, scope: str) -> None:
     if scope not in access.scopes:
         raise PermissionDenied(f"This needs the '{scope}' scope.")
+
+
+def _delete(request: HttpRequest, access: TeamAccess, row, delete: Callable[[], None]) -> HttpResponse:
+    """An admin's delete button: 404 for a name the team does not have, the service's refusal as a message."""
+    _require(access, ADMIN)
+    if row is None:
+        raise Http404("Not found.")
+    run_service(request, delete, success=f"{type(row).__name__} '{row.name}' deleted.")
+    return back_to(access, "data:overview")
 
 
 @team_page(READ)
@@ -74,16 +85,8 @@ def secret_save(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 @require_POST
 @team_page(READ)
 def secret_delete(request: HttpRequest, access: TeamAccess, name: str) -> HttpResponse:
-    _require(access, ADMIN)
     secret = selectors.secret_for_name(team=access.team, name=name)
-    if secret is None:
-        raise Http404("No such secret.")
-    run_service(
-        request,
-        lambda: services.secret_delete(actor=page_actor(request), secret=secret),
-        success=f"Secret '{name}' deleted.",
-    )
-    return back_to(access, "data:overview")
+    return _delete(request, access, secret, lambda: services.secret_delete(actor=page_actor(request), secret=secret))
 
 
 @require_POST
@@ -112,16 +115,13 @@ def connection_create(request: HttpRequest, access: TeamAccess) -> HttpResponse:
 @require_POST
 @team_page(READ)
 def connection_delete(request: HttpRequest, access: TeamAccess, name: str) -> HttpResponse:
-    _require(access, ADMIN)
     connection = selectors.connection_for_name(team=access.team, name=name)
-    if connection is None:
-        raise Http404("No such connection.")
-    run_service(
+    return _delete(
         request,
+        access,
+        connection,
         lambda: services.connection_delete(actor=page_actor(request), connection=connection),
-        success=f"Connection '{name}' deleted.",
     )
-    return back_to(access, "data:overview")
 
 
 @require_POST
