@@ -157,7 +157,7 @@ CELLAR_WORKER_TOKEN = os.environ.get("CELLAR_WORKER_TOKEN", "")
 # derived from the secret key; `manage.py cellar_serve_token` prints it) and where callers reach serve.
 CELLAR_SERVE_TOKEN = os.environ.get("CELLAR_SERVE_TOKEN", "")
 CELLAR_SERVE_PUBLIC_URL = os.environ.get("CELLAR_SERVE_URL") or (
-    f"http://127.0.0.1:{config.env_int('CELLAR_SERVE_PORT', config.env_int('CELLAR_PORT', 8000) + 2)}"
+    f"http://127.0.0.1:{config.env_int('CELLAR_SERVE_PORT', config.env_int('CELLAR_PORT', 8000) + 3)}"
 )
 # 1: the `gpu` pool may run on a machine without a GPU (tests, the demo); its tasks say so.
 CELLAR_GPU_FALLBACK = config.env_bool("CELLAR_GPU_FALLBACK", False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cellar-worker serve", description="Run Cellar's model server.")
-    default_port = int(os.environ.get("CELLAR_SERVE_PORT") or int(os.environ.get("CELLAR_PORT", "8000")) + 2)
+    default_port = int(os.environ.get("CELLAR_SERVE_PORT") or int(os.environ.get("CELLAR_PORT", "8000")) + 3)
     parser.add_argument("--host", default=os.environ.get("CELLAR_BIND", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument(
