@@ -126,7 +126,7 @@ class ConnectionViewSet(TeamScopedViewSet):
     scope_map = {"GET": READ, "POST": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
     action_scope_map = {"test": WRITE}
 
-    @extend_schema(summary="Connections", responses={200: dict})
+    @extend_schema(summary="Connections", responses={200: dict}, operation_id="data_connections_list")
     def list(self, request: Request, team_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset().order_by("name"))
         return self.get_paginated_response([connection_body(c) for c in page])
@@ -179,7 +179,9 @@ class DatasetViewSet(TeamScopedViewSet):
     model = Dataset
     scope_map = {"GET": READ}
 
-    @extend_schema(summary="Data set versions (?name= for one data set)", responses={200: dict})
+    @extend_schema(
+        summary="Data set versions (?name= for one data set)", responses={200: dict}, operation_id="data_datasets_list"
+    )
     def list(self, request: Request, team_slug: str) -> Response:
         rows = selectors.dataset_list(team=self.team, name=request.query_params.get("name") or None)
         page = self.paginate_queryset(rows)

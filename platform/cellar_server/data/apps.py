@@ -7,6 +7,6 @@ class DataConfig(AppConfig):
     verbose_name = "Data: secrets, connections, data sets"
 
     def ready(self) -> None:
-        from cellar_server.data import refs
+        from cellar_server.data import refs, schema  # noqa: F401  (schema registers the OpenAPI auth extension)
 
         refs.register_all()
