@@ -4,6 +4,7 @@ table with its warning, and an admin minting a key that is shown once."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -106,3 +107,41 @@ def test_viewers_read_but_cannot_mint(page, members, deployment):
 def test_another_team_gets_404(page, outsider, deployment):
     sign_in(page, "outsider", shots="serving-outsider", path="/t/rival/")
     visit(page, "/t/acme/deployments/churn-api/", "serving-outsider-404", status=404)
+
+
+def test_an_admin_deploys_from_the_list_and_changes_routes(page, members, team, tmp_path, settings):
+    store = tmp_path / "artifacts"
+    store.mkdir()
+    settings.ARTIFACT_STORE_URL = f"file://{store}"
+    frame, _ = training_data()
+    first = register_version(
+        team, "churn", constant_model(1.0, frame), frame, store_url=f"file://{store}", tmp=tmp_path
+    )
+    second = register_version(
+        team, "churn", constant_model(2.0, frame), frame, store_url=f"file://{store}", tmp=tmp_path
+    )
+    sign_in(page, "admin-user", shots="serving-deploy", path="/t/acme/deployments/")
+    expect(page.get_by_test_id("new-deployment")).to_have_attribute("open", "")
+    snap(page, "serving-deploy-form")
+    page.get_by_test_id("deployment-name").fill("churn-api")
+    page.get_by_test_id("deployment-version").select_option(str(first.pk))
+    page.get_by_test_id("deploy").click()
+    expect(page).to_have_url(re.compile(r"/t/acme/deployments/churn-api/$"))
+    expect(page.get_by_test_id(f"route-{first.pk}")).to_contain_text("100%")
+
+    page.get_by_test_id("edit-routes").locator("summary").click()
+    page.get_by_test_id(f"weight-{first.pk}").fill("3")
+    page.get_by_test_id("add-version").select_option(str(second.pk))
+    page.get_by_test_id("add-weight").fill("1")
+    snap(page, "serving-routes-form")
+    page.get_by_test_id("save-routes").click()
+    expect(page.get_by_test_id(f"route-{first.pk}")).to_contain_text("75%")
+    expect(page.get_by_test_id(f"route-{second.pk}")).to_contain_text("25%")
+
+    # A bad weight is a message on the page, and nothing changes.
+    page.get_by_test_id("edit-routes").locator("summary").click()
+    page.get_by_test_id(f"weight-{first.pk}").fill("-2")
+    page.get_by_test_id("save-routes").click()
+    expect(page.locator(".messages")).to_contain_text("must be a number")
+    expect(page.get_by_test_id(f"route-{first.pk}")).to_contain_text("75%")
+    snap(page, "serving-routes-saved")

@@ -27,6 +27,7 @@ from cellar_server.teams.actors import Actor
 from cellar_server.teams.models import Team
 from cellar_server.teams.services import audit_record
 
+RESERVED_NAMES = {"new"}  # /t/<team>/deployments/new/ is the create form's target
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "cdk"
 PREDICT_SCOPE = "serve:predict"
@@ -94,6 +95,8 @@ def deployment_create(
     sample_rate: Any = None,
 ) -> Deployment:
     name = (name or "").strip()
+    if name in RESERVED_NAMES:
+        raise ServiceError("invalid_name", f"'{name}' is reserved; pick another deployment name.")
     if not NAME_RE.match(name):
         raise ServiceError(
             "invalid_name", "A deployment name is lowercase letters, digits and dashes (1-63), like 'churn-api'."

@@ -27,3 +27,23 @@ def version_manifest(*, team, version_id: str) -> dict[str, Any] | None:
     if manifest is None:
         return None
     return {**manifest, "id": str(manifest.get("id", version_id))}
+
+
+MAX_CHOICES = 200
+
+
+def version_choices(*, team) -> list[tuple[str, str]]:
+    """(version id, "model vN · aliases") for the team's newest versions: the deploy forms' options."""
+    try:
+        from cellar_server.registry import selectors
+    except ImportError:
+        return []
+    models = list(selectors.model_list(team=team)[:50])
+    aliases = selectors.aliases_by_version(team=team, models=models)
+    choices = []
+    for model in models:
+        for version in selectors.versions_for(team=team, model=model)[:20]:
+            names = aliases.get(version.pk, [])
+            label = f"{model.name} v{version.version}" + (f" · {', '.join(names)}" if names else "")
+            choices.append((str(version.pk), label))
+    return choices[:MAX_CHOICES]

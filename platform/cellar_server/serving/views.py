@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from cellar_server.serving import selectors, services
 from cellar_server.serving.apis import READ, WRITE
 from cellar_server.serving.models import DeploymentKey
-from cellar_server.serving.versions import version_manifest
+from cellar_server.serving.versions import version_choices, version_manifest
 from cellar_server.teams.pages import page_actor, run_service, team_page
 from cellar_server.teams.selectors import TeamAccess
 
@@ -24,11 +24,68 @@ def serve_url(request: HttpRequest) -> str:
 @team_page(READ)
 def deployments(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     rows = selectors.deployment_list(team=access.team)
-    return render(
+    can_write = WRITE in access.scopes
+    context = {
+        "access": access,
+        "rows": rows,
+        "can_write": can_write,
+        "serve_url": serve_url(request),
+        "choices": version_choices(team=access.team) if can_write else [],
+    }
+    return render(request, "serving/deployments.html", context)
+
+
+@require_POST
+@team_page(WRITE)
+def deployment_create(request: HttpRequest, access: TeamAccess) -> HttpResponse:
+    created: dict[str, str] = {}
+
+    def create() -> None:
+        deployment = services.deployment_create(
+            team=access.team,
+            actor=page_actor(request),
+            name=request.POST.get("name", ""),
+            routes=[{"version_id": request.POST.get("version_id", ""), "weight": 1}],
+        )
+        created["name"] = deployment.name
+
+    if run_service(request, create, success="Deployed. Serve loads the version within a few seconds."):
+        return redirect("serving:deployment", team_slug=access.team.slug, deployment_name=created["name"])
+    return redirect("serving:deployments", team_slug=access.team.slug)
+
+
+def _routes_from_form(request: HttpRequest) -> list[dict[str, object]]:
+    """Parallel `version_id` / `weight` fields (blank weight: drop the route), plus one optional new route."""
+    routes = []
+    pairs = list(zip(request.POST.getlist("version_id"), request.POST.getlist("weight"), strict=False))
+    pairs.append((request.POST.get("add_version_id", ""), request.POST.get("add_weight", "")))
+    for version_id, weight in pairs:
+        weight = weight.strip()
+        if not version_id or not weight:
+            continue
+        try:
+            value: object = float(weight)
+        except ValueError:
+            value = weight  # the service names the bad weight
+        if value != 0:
+            routes.append({"version_id": version_id, "weight": value})
+    return routes
+
+
+@require_POST
+@team_page(WRITE)
+def routes_update(request: HttpRequest, access: TeamAccess, deployment_name: str) -> HttpResponse:
+    found = selectors.deployment_get(team=access.team, name=deployment_name)
+    if found is None:
+        raise Http404("No such deployment.")
+    run_service(
         request,
-        "serving/deployments.html",
-        {"access": access, "rows": rows, "can_write": WRITE in access.scopes, "serve_url": serve_url(request)},
+        lambda: services.deployment_update(
+            team=access.team, actor=page_actor(request), deployment=found, routes=_routes_from_form(request)
+        ),
+        success="Routes saved. Serve loads any new version before it switches traffic.",
     )
+    return redirect("serving:deployment", team_slug=access.team.slug, deployment_name=found.name)
 
 
 @team_page(READ)
@@ -56,6 +113,7 @@ def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -
         "traffic_json": json.dumps(traffic["series"]),
         "drift": selectors.deployment_drift(deployment=found),
         "can_write": WRITE in access.scopes,
+        "choices": version_choices(team=access.team) if WRITE in access.scopes else [],
         "new_key": request.session.pop("serving_new_key", None),
         "predict_url": f"{serve_url(request).rstrip('/')}/serve/{access.team.slug}/{found.name}/predict",
     }
