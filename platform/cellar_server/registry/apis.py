@@ -6,7 +6,8 @@ from typing import Any
 
 from django.db import transaction
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
@@ -25,6 +26,7 @@ from cellar_server.teams.authentication import BearerTokenAuthentication
 from cellar_server.tracking.services.artifacts import artifact_store
 
 READ, WRITE, PROMOTE = "models:read", "models:write", "models:promote"
+REF = OpenApiParameter("ref", OpenApiTypes.STR, description="name@alias, name/<version> or name (its latest version)")
 
 
 def _not_found_as_404(exc: RegistryError) -> Exception:
@@ -48,15 +50,17 @@ class ModelApi(TeamScopedViewSet):
             out[model.pk] = selectors.alias_map(team=self.team, model=model)
         return {"aliases": out}
 
-    @extend_schema(responses=s.ModelSerializer(many=True))
+    @extend_schema(responses=s.RegisteredModelSerializer(many=True))
     def list(self, request: Request, team_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.ModelSerializer(page, many=True, context=self._alias_context(page)).data)
+        return self.get_paginated_response(
+            s.RegisteredModelSerializer(page, many=True, context=self._alias_context(page)).data
+        )
 
-    @extend_schema(responses=s.ModelSerializer)
+    @extend_schema(responses=s.RegisteredModelSerializer)
     def retrieve(self, request: Request, team_slug: str, name: str) -> Response:
         model = self.get_object()
-        return Response(s.ModelSerializer(model, context=self._alias_context([model])).data)
+        return Response(s.RegisteredModelSerializer(model, context=self._alias_context([model])).data)
 
 
 class VersionApi(TeamScopedViewSet):
@@ -77,17 +81,17 @@ class VersionApi(TeamScopedViewSet):
     def _context(self) -> dict[str, Any]:
         return {"aliases": selectors.aliases_by_version(team=self.team, models=[self.url_model()])}
 
-    @extend_schema(responses=s.VersionSerializer(many=True))
+    @extend_schema(responses=s.ModelVersionSerializer(many=True))
     def list(self, request: Request, team_slug: str, name: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.VersionSerializer(page, many=True, context=self._context()).data)
+        return self.get_paginated_response(s.ModelVersionSerializer(page, many=True, context=self._context()).data)
 
-    @extend_schema(responses=s.VersionDetailSerializer)
+    @extend_schema(responses=s.ModelVersionDetailSerializer)
     def retrieve(self, request: Request, team_slug: str, name: str, version: int) -> Response:
         found = self.get_queryset().filter(version=version).first()
         if found is None:
             raise exceptions.NotFound()
-        return Response(s.VersionDetailSerializer(found, context=self._context()).data)
+        return Response(s.ModelVersionDetailSerializer(found, context=self._context()).data)
 
 
 class AliasApi(TeamScopedViewSet):
@@ -95,6 +99,7 @@ class AliasApi(TeamScopedViewSet):
 
     model = RegisteredModel
     scope_map = {"GET": READ, "PUT": PROMOTE, "DELETE": PROMOTE}
+    serializer_class = s.AliasSetSerializer
 
     def url_model(self) -> RegisteredModel:
         try:
@@ -102,6 +107,7 @@ class AliasApi(TeamScopedViewSet):
         except RegistryError as exc:
             raise _not_found_as_404(exc) from None
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def list(self, request: Request, team_slug: str, name: str) -> Response:
         model = self.url_model()
         moves = selectors.alias_moves(team=self.team, model=model, limit=50)
@@ -112,7 +118,7 @@ class AliasApi(TeamScopedViewSet):
             }
         )
 
-    @extend_schema(request=s.AliasSetSerializer)
+    @extend_schema(request=s.AliasSetSerializer, responses=OpenApiTypes.OBJECT)
     def update(self, request: Request, team_slug: str, name: str, alias: str) -> Response:
         data = s.AliasSetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -128,6 +134,7 @@ class AliasApi(TeamScopedViewSet):
             )
         return Response({"alias": alias, "version": data.validated_data["version"]})
 
+    @extend_schema(responses={204: None})
     def destroy(self, request: Request, team_slug: str, name: str, alias: str) -> Response:
         services.model_alias_delete(
             team=self.team, actor=actor_from_request(request), model=self.url_model(), alias=alias
@@ -147,6 +154,7 @@ class StepAwareApi(APIView):
 class ResolveApi(StepAwareApi):
     """GET ?ref=name@alias | name/3 | name -> the version's manifest (what load_model downloads)."""
 
+    @extend_schema(parameters=[REF], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, team_slug: str) -> Response:
         if request.auth is None and not request.user.is_authenticated:
             raise exceptions.NotAuthenticated()
@@ -167,7 +175,7 @@ class ResolveApi(StepAwareApi):
 class RegisterApi(StepAwareApi):
     """POST: register a version from files in the store, optionally moving an alias past a gate."""
 
-    @extend_schema(request=s.RegisterSerializer)
+    @extend_schema(request=s.RegisterSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, team_slug: str) -> Response:
         if request.auth is None and not request.user.is_authenticated:
             raise exceptions.NotAuthenticated()
@@ -201,7 +209,7 @@ class RegisterApi(StepAwareApi):
                 gate=fields.get("gate"),
                 reason=fields.get("reason"),
             )
-        body = s.VersionSerializer(
+        body = s.ModelVersionSerializer(
             version, context={"aliases": selectors.aliases_by_version(team=caller.team, models=[version.model])}
         ).data
         return Response({"version": body, **outcome}, status=status.HTTP_201_CREATED)
@@ -210,6 +218,7 @@ class RegisterApi(StepAwareApi):
 class VersionFileApi(StepAwareApi):
     """GET one file of a version (bytes from the content-addressed store, hash checked)."""
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, team_slug: str, name: str, version: int, relpath: str) -> FileResponse:
         if request.auth is None and not request.user.is_authenticated:
             raise exceptions.NotAuthenticated()

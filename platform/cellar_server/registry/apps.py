@@ -7,6 +7,8 @@ class RegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
+        from cellar_server.registry import schema  # noqa: F401  (registers the OpenAPI auth extension)
+
         try:
             from cellar_server.core import blob_refs
         except ImportError:  # the data layer's garbage collector is not installed

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from cellar_server.registry.models import AliasMove, ModelVersion, RegisteredModel
 
 
-class ModelSerializer(serializers.ModelSerializer):
+class RegisteredModelSerializer(serializers.ModelSerializer):
     version_count = serializers.IntegerField(read_only=True, default=None)
     aliases = serializers.SerializerMethodField()
 
@@ -19,11 +19,13 @@ class ModelSerializer(serializers.ModelSerializer):
         return self.context.get("aliases", {}).get(obj.pk, {})
 
 
-class VersionSerializer(serializers.ModelSerializer):
+class ModelVersionSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="pk", read_only=True)
     model = serializers.CharField(source="model.name", read_only=True)
     aliases = serializers.SerializerMethodField()
     run_id = serializers.CharField(source="run_uuid", read_only=True)
+    status = serializers.CharField(read_only=True)
+    stage = serializers.CharField(read_only=True)
 
     class Meta:
         model = ModelVersion
@@ -50,9 +52,9 @@ class VersionSerializer(serializers.ModelSerializer):
         return self.context.get("aliases", {}).get(obj.pk, [])
 
 
-class VersionDetailSerializer(VersionSerializer):
-    class Meta(VersionSerializer.Meta):
-        fields = [*VersionSerializer.Meta.fields, "files", "profile", "artifact_path"]
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [*ModelVersionSerializer.Meta.fields, "files", "profile", "artifact_path"]
 
 
 class AliasMoveSerializer(serializers.ModelSerializer):
