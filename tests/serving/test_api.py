@@ -224,3 +224,23 @@ def test_list_query_count_is_pinned(members, api_as, team, version, deploy, djan
     client.get(URL)  # session warm-up
     with django_assert_num_queries(7):
         assert client.get(URL).status_code == 200
+
+
+def test_stats_older_than_the_retention_are_dropped(serve_api, team, version, deploy, settings):
+    import time
+
+    settings.CELLAR_SERVING_STATS_DAYS = 1
+    deployment = deploy(team, "churn-api", {version: 1})
+
+    def stats(at: float) -> dict:
+        return {"kind": "stats", "deployment_id": deployment.pk, "version_id": str(version.pk), "minute": at,
+                "requests": 1, "rows": 1, "errors": 0, "latency_hist": [1]}  # fmt: skip
+
+    from datetime import UTC, datetime
+
+    old = datetime.fromtimestamp(time.time() - 3 * 86400, tz=UTC)
+    PredictionMinute.all_teams.create(team=team, deployment=deployment, version_id=str(version.pk), minute=old)
+    serve_api.post("/api/v1/serving/predictions/", {"records": [stats(time.time())]}, format="json")
+    assert PredictionMinute.all_teams.count() == 1 and PredictionMinute.all_teams.get().minute.timestamp() > (
+        time.time() - 120
+    )

@@ -6,9 +6,10 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -329,6 +330,10 @@ def predictions_ingest(*, records: Any) -> dict[str, int]:
     PredictionSample.all_teams.bulk_create(samples, batch_size=500)
     for deployment_id in {sample.deployment_id for sample in samples}:
         samples_trim(deployment=deployments[deployment_id])
+    if stats:
+        # Per-minute stats are kept for CELLAR_SERVING_STATS_DAYS (indexed by deployment, minute).
+        horizon = timezone.now() - timedelta(days=getattr(settings, "CELLAR_SERVING_STATS_DAYS", 30))
+        PredictionMinute.all_teams.filter(deployment_id__in={k[0] for k in stats}, minute__lt=horizon).delete()
     return {"stats": len(stats), "samples": len(samples)}
 
 
