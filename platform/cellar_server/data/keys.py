@@ -9,6 +9,7 @@ generated once into CELLAR_HOME/secrets.key (mode 0600) and reused; never a buil
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from cellar_server import config
@@ -30,13 +31,20 @@ def secrets_keys() -> list[str]:
         pass
     from cryptography.fernet import Fernet
 
+    # Written to a private temporary file, then linked into place: two processes starting at once
+    # (web and control under `make up`) agree on one key, and nobody reads a half-written file.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return [path.read_text().strip()]
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".secrets.key.")  # mode 0600
+        tmp = Path(name)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(Fernet.generate_key().decode())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won: use its key
+        finally:
+            tmp.unlink()
     except OSError:
         return []  # read-only CELLAR_HOME: secrets refuse to work until CELLAR_SECRETS_KEY is set
-    with os.fdopen(fd, "w") as handle:
-        handle.write(Fernet.generate_key().decode())
     return [path.read_text().strip()]
