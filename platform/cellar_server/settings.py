@@ -156,6 +156,8 @@ CELLAR_WORKER_TOKEN = os.environ.get("CELLAR_WORKER_TOKEN", "")
 # Serving (cellar_server/serving, docs/serving.md): the credential serve processes send (unset:
 # derived from the secret key; `manage.py cellar_serve_token` prints it) and where callers reach serve.
 CELLAR_SERVE_TOKEN = os.environ.get("CELLAR_SERVE_TOKEN", "")
+# Days of per-minute prediction stats kept per deployment (sampled inputs: the newest 5,000 per version).
+CELLAR_SERVING_STATS_DAYS = config.env_int("CELLAR_SERVING_STATS_DAYS", 30)
 CELLAR_SERVE_PUBLIC_URL = os.environ.get("CELLAR_SERVE_URL") or (
     f"http://127.0.0.1:{config.env_int('CELLAR_SERVE_PORT', config.env_int('CELLAR_PORT', 8000) + 3)}"
 )
