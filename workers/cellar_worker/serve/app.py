@@ -197,7 +197,7 @@ class ServeApp:
         variants: list[str | None] = [None] * n_rows
         shadows: dict[str, list[int]] = {}
         for index, unit_id in enumerate(unit_ids):
-            assigned = abtest.assign(block, unit_id) if unit_id is not None else None
+            assigned = _assign(block, unit_id) if unit_id is not None else None
             version_id = default.version_id
             if assigned is not None:
                 arm_version, variant_key, _enrolled, shadow_ids = assigned
@@ -244,6 +244,16 @@ class ServeApp:
     def predict_with(self, version_id: str, rows: Any) -> list:
         """For extensions: predict with one loaded version by id."""
         return self.state.predict_with(version_id, rows)
+
+
+def _assign(block: Any, unit_id: Any) -> tuple | None:
+    """The A/B assignment, or None (normal routing) when the extension fails: a bug there must
+    not fail predictions."""
+    try:
+        return abtest.assign(block, unit_id)
+    except Exception:
+        logger.exception("A/B assignment failed; the row takes normal routing")
+        return None
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
