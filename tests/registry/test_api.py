@@ -119,3 +119,19 @@ def test_register_refuses_bad_input_without_records(token_client, team, members,
 
 def test_register_needs_authentication(api):
     assert api.post(URL + "-/register/", {}, format="json").status_code == 401
+
+
+def test_model_list_query_count_is_flat(api_as, members, team, actor, django_assert_max_num_queries):
+    for i in range(8):
+        services.model_create(team=team, actor=actor, name=f"m{i}")
+    client = api_as(members["viewer"])
+    with django_assert_max_num_queries(12):
+        assert len(client.get(URL).json()["results"]) == 8
+
+
+def test_retention_keeps_version_blobs_and_source_runs(team, churn):
+    from cellar_server.core import blob_refs
+
+    version = ModelVersion.all_teams.get(team=team, model=churn, version=1)
+    assert set(version.files.values()) <= blob_refs.live_hashes(team)
+    assert version.run_uuid in blob_refs.kept_runs(team)

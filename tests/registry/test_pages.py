@@ -90,3 +90,11 @@ def test_tracking_run_page_links_to_the_registered_version(client, members, chur
     version = selectors.model_version_get(team=churn.team, name="churn", version=2)
     body = client.get(f"/t/acme/runs/{version.run_uuid}/").content.decode()
     assert 'data-testid="registered-as"' in body and "/t/acme/models/churn/versions/2/" in body
+
+
+def test_models_list_query_count_is_flat(client, members, team, actor, django_assert_max_num_queries):
+    for i in range(8):
+        services.model_create(team=team, actor=actor, name=f"m{i}")
+    client.force_login(members["viewer"])
+    with django_assert_max_num_queries(10):
+        assert client.get("/t/acme/models/").status_code == 200

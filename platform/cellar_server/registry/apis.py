@@ -45,10 +45,7 @@ class ModelApi(TeamScopedViewSet):
         return selectors.model_list(team=self.team, search=self.request.query_params.get("search", ""))
 
     def _alias_context(self, models: list[RegisteredModel]) -> dict[str, Any]:
-        out: dict[int, dict[str, int]] = {}
-        for model in models:
-            out[model.pk] = selectors.alias_map(team=self.team, model=model)
-        return {"aliases": out}
+        return {"aliases": selectors.alias_maps(team=self.team, models=models)}
 
     @extend_schema(responses=s.RegisteredModelSerializer(many=True))
     def list(self, request: Request, team_slug: str) -> Response:

@@ -56,6 +56,16 @@ def aliases_by_version(*, team: Team, models: Iterable[RegisteredModel]) -> dict
     return {k: sorted(v) for k, v in out.items()}
 
 
+def alias_maps(*, team: Team, models: Iterable[RegisteredModel]) -> dict[int, dict[str, int]]:
+    """model pk -> {alias: version number}, for a page of models in one query."""
+    out: dict[int, dict[str, int]] = {m.pk: {} for m in models}
+    with team_scope(team.id):
+        rows = ModelAlias.objects.filter(model_id__in=list(out)).values_list("model_id", "alias", "version__version")
+        for model_id, alias, number in rows:
+            out[model_id][alias] = number
+    return out
+
+
 def alias_map(*, team: Team, model: RegisteredModel) -> dict[str, int]:
     """alias -> version number."""
     with team_scope(team.id):

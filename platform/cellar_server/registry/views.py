@@ -39,7 +39,7 @@ def _version_or_404(access: TeamAccess, name: str, version: int) -> ModelVersion
 def model_list(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     search = request.GET.get("q", "").strip()
     page = Paginator(selectors.model_list(team=access.team, search=search), PAGE_SIZE).get_page(request.GET.get("page"))
-    aliases = {m.pk: selectors.alias_map(team=access.team, model=m) for m in page.object_list}
+    aliases = selectors.alias_maps(team=access.team, models=page.object_list)
     rows = [{"model": m, "aliases": sorted(aliases[m.pk].items())} for m in page.object_list]
     context = {
         "access": access,
