@@ -89,7 +89,7 @@ def test_the_unmodified_mlflow_client_loads_a_cellar_saved_model(tmp_path: Path,
 
 
 @needs_mlflow
-@pytest.mark.parametrize("fmt", ["cloudpickle", "pickle"])
+@pytest.mark.parametrize("fmt", ["cloudpickle", "pickle", "skops"])
 def test_cellar_loads_what_the_mlflow_client_saved(tmp_path: Path, model, data, fmt: str) -> None:
     target = tmp_path / "saved"
     run_mlflow(
