@@ -118,3 +118,69 @@ def test_viewer_sees_no_alias_form(page: Page, churn):
     visit(page, "/t/acme/models/churn/", "registry-model-viewer", ready="[data-testid=aliases]")
     expect(page.get_by_test_id("alias-form")).to_have_count(0)
     expect(page.get_by_test_id("aliases")).to_contain_text("champion · v4")
+
+
+def test_a_version_from_a_pipeline_step_shows_its_code_and_environment(
+    page: Page,
+    team,
+    members,
+    settings,
+    tmp_path,
+    training_data,  # noqa: F811
+):
+    """Lineage through the engine's records: version <- tracking run <- pipeline run/version <- step code."""
+    from sklearn.linear_model import LogisticRegression
+
+    from cellar.models import save_model
+    from cellar_server.pipelines import services as pipelines
+    from cellar_server.pipelines.engine.runs import run_create
+    from cellar_server.pipelines.models import Task
+    from cellar_server.teams.roles import scopes_for
+    from cellar_server.tracking.models import Run
+    from tests.pipelines.conftest import churn_notebook
+    from tests.registry.conftest import upload_dir
+
+    settings.CELLAR_POOLS = '{"cpu": {"cpu": 8, "memory": "32Gi"}}'
+    actor = Actor(user=members["admin"])
+    sources = []
+    for threshold in (0.5, 0.7):
+        created = pipelines.pipeline_version_create(
+            team=team,
+            pipeline_name="churn-train",
+            notebook=churn_notebook(
+                threshold=threshold, train_extra="\nscore = score * 1.0" if threshold > 0.6 else ""
+            ),
+            notebook_name="churn.ipynb",
+            actor=actor,
+            scopes=scopes_for("admin"),
+        )
+        prun = run_create(
+            team=team, pipeline=created.version.pipeline, version=created.version, parameters={}, actor=actor
+        )
+        task = Task.all_teams.filter(run=prun).first()
+        tracking = Run.all_teams.get(run_uuid=prun.tracking_run)
+        folder = tmp_path / f"m{threshold}"
+        y = (training_data["a"] > 0).astype(int)
+        save_model(LogisticRegression().fit(training_data, y), folder, input_example=training_data.head(2))
+        upload_dir(team, folder, tracking.artifact_uri.removeprefix("mlflow-artifacts:/") + "/model")
+        version, _ = version_register(
+            team=team,
+            actor=actor,
+            name="churn",
+            source=f"runs:/{prun.tracking_run}/model",
+            task_id=task.pk,
+            metrics={"auc": threshold + 0.2},
+        )
+        sources.append((version, task))
+
+    sign_in(page, "viewer-user", shots="registry-lineage")
+    visit(page, "/t/acme/models/churn/versions/2/", "registry-version-pipeline", ready="[data-testid=lineage]")
+    lineage = page.get_by_test_id("lineage-pipeline")
+    expect(lineage).to_contain_text("churn-train v2")
+    expect(lineage).to_contain_text(f"step {sources[1][1].step}")
+    expect(lineage).to_contain_text("churn.ipynb")
+    page.get_by_test_id("step-code").locator("summary").click()
+    expect(page.get_by_test_id("step-code")).to_be_visible()
+    snap(page, "registry-version-pipeline-code")
+    page.get_by_role("link", name="churn-train v2").click()
+    expect(page).to_have_url(re.compile(r"/t/acme/pipelines/churn-train/versions/2/$"))
