@@ -36,6 +36,7 @@ def test_second_version_numbers_up_and_copy_by_reference(team, actor, logged_run
     first = services.version_create(team=team, actor=actor, model=model, source=f"runs:/{logged_run().run_uuid}/model")
     second = services.version_create(team=team, actor=actor, model=model, source="models:/churn/1")
     assert second.version == 2 and second.files == first.files
+    assert second.artifact_path == first.artifact_path and second.flavor == "sklearn"
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ _REGISTERED = re.compile(r"^models:/([^/@]+)/([0-9]+)/?$")
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    artifact_path: str  # prefix in the team's artifact tree ("" for a copy of another version)
+    artifact_path: str  # prefix in the team's artifact tree (a copy keeps its original's)
     files: dict[str, str]
     run: Run | None
     flavor: str
@@ -88,7 +88,10 @@ def model_metadata(team: Team, files: dict[str, str]) -> tuple[str, dict | None]
 
 def resolve_source(team: Team, source: str, *, copy_of: Any = None) -> ResolvedSource:
     if copy_of is not None:
-        return ResolvedSource("", dict(copy_of.files), copy_of.run, copy_of.flavor, copy_of.signature)
+        # Same blobs; the download URI is the original's place in the artifact tree.
+        return ResolvedSource(
+            copy_of.artifact_path, dict(copy_of.files), copy_of.run, copy_of.flavor, copy_of.signature
+        )
     prefix, run = _prefix_and_run(team, source)
     files = files_under(team, prefix)
     if not files:
