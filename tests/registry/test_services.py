@@ -191,3 +191,16 @@ def test_other_teams_do_not_see_versions(team, other_team, actor, logged_run) ->
     with pytest.raises(RegistryError) as err:
         selectors.model_version_get(team=other_team, name="churn", version=1)
     assert err.value.code == "not_found"
+
+
+def test_a_frozen_alias_still_registers_the_version(team, actor, logged_run) -> None:
+    first = logged_run(metrics={"auc": 0.8})
+    version_register(team=team, actor=actor, name="churn", source=f"runs:/{first.run_uuid}/model", alias="champion")
+    guards.register_alias_guard(lambda t, m, alias, v: "A/B test 'x' is running" if alias == "champion" else None)
+    better = logged_run(metrics={"auc": 0.9})
+    version, outcome = version_register(
+        team=team, actor=actor, name="churn", source=f"runs:/{better.run_uuid}/model", alias="champion", gate="auc"
+    )
+    assert version.version == 2 and outcome["alias_moved"] is False
+    assert "A/B test 'x' is running" in outcome["message"] and outcome["message"].startswith("v2 is registered but")
+    assert selectors.model_version_get(team=team, name="churn", alias="champion").version == 1

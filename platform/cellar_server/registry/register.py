@@ -13,7 +13,7 @@ from typing import Any
 
 from cellar_server.core.scoping import team_scope
 from cellar_server.registry import services
-from cellar_server.registry.errors import invalid
+from cellar_server.registry.errors import RegistryError, invalid
 from cellar_server.registry.models import ModelAlias, ModelVersion
 from cellar_server.teams.actors import Actor
 from cellar_server.teams.models import Team
@@ -148,14 +148,21 @@ def version_register(
         outcome["message"] = result.message
         if not result.passed:
             return version, outcome
-    services.model_alias_set(
-        team=team,
-        actor=actor,
-        model=model,
-        alias=alias,
-        version=version,
-        reason=reason or (outcome["message"] or "registered"),
-    )
+    try:
+        services.model_alias_set(
+            team=team,
+            actor=actor,
+            model=model,
+            alias=alias,
+            version=version,
+            reason=reason or (outcome["message"] or "registered"),
+        )
+    except RegistryError as exc:
+        if exc.code != "alias_frozen":
+            raise
+        # Like a gate refusal: the version stays registered, the alias stays where it is.
+        outcome["message"] = f"v{version.version} is registered but {exc.message[0].lower()}{exc.message[1:]}"
+        return version, outcome
     outcome["alias_moved"] = True
     outcome["message"] = outcome["message"] or f"'{alias}' now points at v{version.version}."
     return version, outcome
