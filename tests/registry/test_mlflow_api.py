@@ -156,3 +156,15 @@ def test_malformed_json_is_bad_request(client, team, members):
         BASE + "registered-models/create", "{not json", "application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
     )
     assert response.status_code == 400 and response.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_search_versions_by_run_and_source(call, churn):
+    status, body = call("GET", "model-versions/search", filter="name = 'churn'")
+    runs = [v["run_id"] for v in body["model_versions"]]
+    flt = f"run_id IN ('{runs[0]}', 'nope')"
+    status, body = call("GET", "model-versions/search", filter=flt)
+    assert status == 200 and [v["run_id"] for v in body["model_versions"]] == [runs[0]]
+    status, body = call("GET", "model-versions/search", filter="source_path LIKE 'runs:/%/model'")
+    assert len(body["model_versions"]) == 2
+    status, body = call("GET", "model-versions/search", filter="version_number >= 1", order_by=["version_number ASC"])
+    assert [v["version"] for v in body["model_versions"]] == ["1", "2"]
