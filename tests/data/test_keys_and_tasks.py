@@ -69,3 +69,12 @@ def test_the_data_page_query_count_does_not_grow_with_data_sets(
     # session, user, team, membership, the data set, its inputs, the versions of its name
     with django_assert_num_queries(7):
         assert editor.get(f"/t/acme/data/datasets/{dataset_id}/").status_code == 200
+
+
+def test_the_gc_is_on_the_control_workers_beat(settings):
+    from cellar_server.celery import app
+
+    app.loader.import_default_modules()
+    entry = settings.CELERY_BEAT_SCHEDULE["data-gc"]
+    assert entry["task"] == "cellar.data.gc" and entry["task"] in app.tasks
+    assert entry["schedule"] == settings.CELLAR_GC_INTERVAL and entry["options"]["expires"] == entry["schedule"]

@@ -78,7 +78,8 @@ def test_the_beat_runs_registered_control_tasks(settings):
     from cellar_server.celery import app
 
     app.loader.import_default_modules()
-    entries = settings.CELERY_BEAT_SCHEDULE
+    # The engine's entries; other apps' (the data layer's daily GC) are tested with their app.
+    entries = {k: v for k, v in settings.CELERY_BEAT_SCHEDULE.items() if v["task"].startswith("cellar.engine.")}
     assert {entry["task"] for entry in entries.values()} == {"cellar.engine.reconcile", "cellar.engine.schedules"}
     for entry in entries.values():
         assert entry["task"] in app.tasks
