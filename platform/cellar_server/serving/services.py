@@ -316,11 +316,19 @@ def predictions_ingest(*, records: Any) -> dict[str, int]:
             )
         else:
             raise _bad(f"Unknown record kind {record.get('kind')!r}: stats or sample.")
-    for (deployment_id, version_id, minute), into in sorted(
-        stats.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])
-    ):
-        row, _ = PredictionMinute.all_teams.select_for_update().get_or_create(
-            deployment_id=deployment_id, version_id=version_id, minute=minute, defaults={"team_id": into["team"]}
+    ordered = sorted(stats.items(), key=lambda item: item[0])
+    # Buckets first (ON CONFLICT DO NOTHING: serve processes flushing at once race to create them),
+    # then each row locked in one order and added to.
+    PredictionMinute.all_teams.bulk_create(
+        [
+            PredictionMinute(team_id=into["team"], deployment_id=d, version_id=v, minute=m)
+            for (d, v, m), into in ordered
+        ],
+        ignore_conflicts=True,
+    )
+    for (deployment_id, version_id, minute), into in ordered:
+        row = PredictionMinute.all_teams.select_for_update().get(
+            deployment_id=deployment_id, version_id=version_id, minute=minute
         )
         row.requests += into["requests"]
         row.rows += into["rows"]
