@@ -230,3 +230,40 @@ def test_predictions_are_logged_for_traffic_and_drift(live_server, store_dir, tm
     with team_scope(team.id):
         (drift,) = deployment_drift(deployment=deployment)
     assert set(drift["warnings"]) == {"age", "income", "tenure"}
+
+
+def test_a_load_that_failed_on_a_missing_file_is_retried(
+    live_server, store_dir, tmp_path, team, register, deploy, frame
+):
+    from cellar.artifacts import blob_key
+
+    version = register(team, "churn", constant_model(3.0, frame), frame)
+    blob = store_dir / blob_key("acme", version.files["model.pkl"])
+    hidden = blob.with_name("hidden")
+    blob.rename(hidden)  # the store "loses" the model file for a while
+    serve = start_serve(
+        api_url=live_server.url,
+        store_dir=store_dir,
+        home=tmp_path,
+        token=serve_token(),
+        extra_env={"CELLAR_SERVE_RETRY_SECONDS": "1"},
+    )
+    try:
+        deployment = deploy(team, "churn-api", {version: 1})
+        key = mint_key(team, deployment)
+        serve.wait_for(
+            lambda: VersionHealth.all_teams.filter(version_id=str(version.pk), state="failed").exists(),
+            what="the version reported failed",
+        )
+        assert serve.predict("acme", "churn-api", [ROW], key).status_code == 503
+        hidden.rename(blob)
+        serve.wait_for(
+            lambda: serve.predict("acme", "churn-api", [ROW], key).status_code == 200, what="the retried load"
+        )
+        assert serve.predict("acme", "churn-api", [ROW], key).json()["predictions"] == [3.0]
+        serve.wait_for(
+            lambda: VersionHealth.all_teams.filter(version_id=str(version.pk), state="ready").exists(),
+            what="the version reported ready",
+        )
+    finally:
+        serve.stop()

@@ -26,6 +26,8 @@ class ServeConfig:
     )
     # Seconds between route polls (each is one conditional GET: 304 when nothing changed).
     poll_seconds: float = field(default_factory=lambda: float(os.environ.get("CELLAR_SERVE_POLL_SECONDS", "1.0")))
+    # Seconds before a version that failed to load is tried again.
+    retry_seconds: float = field(default_factory=lambda: float(os.environ.get("CELLAR_SERVE_RETRY_SECONDS", "60")))
     # Seconds between outbox flushes, and the most records one POST carries.
     flush_seconds: float = field(default_factory=lambda: float(os.environ.get("CELLAR_SERVE_FLUSH_SECONDS", "2.0")))
     flush_max: int = field(default_factory=lambda: int(os.environ.get("CELLAR_SERVE_FLUSH_MAX", "2000")))

@@ -5,7 +5,8 @@ memory are loaded first (a version loads once per process and is shared by the d
 that route to it), then the new tables replace the old in one assignment: requests in flight
 finish on the table they started with, new ones see the new table, none fails. A version that
 fails to load is reported unhealthy with its error and left out; traffic stays on the versions
-that loaded, or on the previous table's when none did. Nothing a model does stops this thread.
+that loaded, or on the previous table's when none did; the load is tried again every
+retry_seconds (CELLAR_SERVE_RETRY_SECONDS). Nothing a model does stops this thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +58,8 @@ class Syncer:
         self.control = ControlClient(config)
         self.store = store or store_from_url(config.artifact_store_url)
         self._loaded: dict[tuple[str, str, str], Predictor] = {}  # (team, version, files) → predictor
-        self._failed: dict[tuple[str, str, str], str] = {}  # same key → error text
+        self._failed: dict[tuple[str, str, str], tuple[str, float]] = {}  # same key → (error, when)
+        self._manifests: list[dict[str, Any]] = []
         self._pending_health: list[dict[str, Any]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,7 +90,12 @@ class Syncer:
         manifests = self.control.routes()
         changed = manifests is not None
         if changed:
+            self._manifests = manifests
             self._apply(manifests)
+        elif self._retry_due():
+            # A failed load is tried again after retry_seconds (a store outage is not forever).
+            self._apply(self._manifests)
+            changed = True
         self.state.synced = True
         self.first_sync.set()
         if self._pending_health is not None:
@@ -102,17 +110,24 @@ class Syncer:
         if key in self._loaded:
             return self._loaded[key], ""
         if key in self._failed:
-            return None, self._failed[key]
+            error, when = self._failed[key]
+            if time.monotonic() - when < self.config.retry_seconds:
+                return None, error
         try:
             predictor = load_version(self.store, self.config.cache_dir, team, {**manifest, "id": version_id})
         except (Exception, SystemExit) as exc:  # a model may raise anything (even exit) while unpickling
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             logger.error("model version %s (team %s) failed to load: %s", version_id, team, error)
-            self._failed[key] = error
+            self._failed[key] = (error, time.monotonic())
             return None, error
         logger.info("loaded model version %s (team %s, flavor %s)", version_id, team, predictor.model.flavor)
+        self._failed.pop(key, None)
         self._loaded[key] = predictor
         return predictor, ""
+
+    def _retry_due(self) -> bool:
+        now = time.monotonic()
+        return any(now - when >= self.config.retry_seconds for _, when in self._failed.values())
 
     def _apply(self, manifests: list[dict[str, Any]]) -> None:
         tables: dict[tuple[str, str], DeploymentTable] = {}
@@ -147,7 +162,12 @@ class Syncer:
                 used.update((team, v, _fingerprint(p.manifest)) for v, p in table.predictors.items())
         self.state.tables = tables
         self.state.unavailable = unavailable
-        # Free versions nothing routes to any more.
+        # Free versions nothing routes to any more, and forget failures nothing asks for.
+        wanted = {
+            (m["team"], str(v), _fingerprint(vm)) for m in manifests for v, vm in (m.get("models") or {}).items() if vm
+        }
         for key in [k for k in self._loaded if k not in used]:
             del self._loaded[key]
+        for key in [k for k in self._failed if k not in wanted]:
+            del self._failed[key]
         self._pending_health = health
