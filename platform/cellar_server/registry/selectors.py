@@ -160,3 +160,15 @@ def live_blob_hashes(team: Team, cut: Any) -> Iterable[str]:
 def kept_source_runs(team: Team) -> Iterable[str]:
     with team_scope(team.id):
         return list(ModelVersion.objects.exclude(run_uuid="").values_list("run_uuid", flat=True).distinct())
+
+
+def model_version_by_number(*, team: Team, name: str, version: Any) -> ModelVersion:
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise invalid(f"Version must be an integer, got '{version}'.") from None
+    with team_scope(team.id):
+        found = ModelVersion.objects.select_related("model").filter(model__name=name, version=number).first()
+    if found is None:
+        raise not_found(f"Model Version (name={name}, version={number}) not found")
+    return found
