@@ -10,6 +10,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 # since MLflow pins versions (gunicorn, flask, numpy…) that Cellar does not share.
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
 # Notebook workspaces (docs/workspaces.md): the hub's own venv (JupyterHub, JupyterLab, the builder),
 # configurable-http-proxy from npm into notebooks_ext/hub, and the JupyterLab extension built from npm.
@@ -22,7 +23,7 @@ LABEXT_NODE_STAMP := $(LABEXT)/node_modules/.installed
 LABEXT_BUILT := notebooks_ext/jupyter-data/labextensions/cellar-notebooks/package.json
 LABEXT_SOURCES := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/schema/*.json $(LABEXT)/style/*) $(LABEXT)/tsconfig.json
 
-.PHONY: up install hub-install test test-fast lint format bench clean
+.PHONY: up install hub-install demo test test-fast lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +44,10 @@ $(MLFLOW_STAMP): requirements-mlflow.txt
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet -r requirements-mlflow.txt
 	touch $@
 
-$(HUB_STAMP): notebooks_ext/requirements-hub.txt sdk/pyproject.toml
+$(HUB_STAMP): notebooks_ext/requirements-hub.txt requirements-demo.txt sdk/pyproject.toml
 	$(PYTHON) -m venv $(HUB_VENV)
 	$(HUB_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(HUB_VENV)/bin/python -m pip install --quiet -r notebooks_ext/requirements-hub.txt
+	$(HUB_VENV)/bin/python -m pip install --quiet -r notebooks_ext/requirements-hub.txt -r requirements-demo.txt
 	$(HUB_VENV)/bin/python -m pip install --quiet --no-deps -e sdk
 	touch $@
 
@@ -80,6 +81,19 @@ up: $(RUNTIME_STAMP) hub-install
 	  CELLAR_SERVE_TOKEN="$$($(PY) manage.py cellar_serve_token)" \
 	  CELLAR_ENGINE_POOL_WORKERS="$${CELLAR_ENGINE_POOL_WORKERS:-$$($(PY) manage.py cellar_pool_capacity)}"; \
 	  exec $(BIN)/honcho start -f Procfile
+
+$(DEMO_STAMP): $(RUNTIME_STAMP) requirements-demo.txt
+	$(PY) -m pip install --quiet -r requirements-demo.txt
+	touch $@
+
+## demo: with `make up` running (another terminal, same CELLAR_HOME/CELLAR_PORT): the whole journey from
+## a notebook to an A/B-tested, promoted model (examples/demo/). Safe to run again.
+demo: $(DEMO_STAMP)
+	@home="$$($(PY) manage.py cellar_env --get CELLAR_HOME)"; mkdir -p "$$home/demo"; \
+	  test -s "$$home/demo/password" || (umask 077; $(PY) -c 'import secrets; print(secrets.token_urlsafe(12))' > "$$home/demo/password"); \
+	  $(PY) manage.py cellar_bootstrap --team demo --user demo --password "$$(cat "$$home/demo/password")" \
+	    --token-out "$$home/demo/token" >/dev/null && \
+	  $(PY) examples/demo/run_demo.py --home "$$home" --token-file "$$home/demo/token" --password-file "$$home/demo/password"
 
 ## test: lint, then the whole suite (unit, API, processes, browser) on $DATABASE_URL, then the
 ## database-sensitive tests again on SQLite.

@@ -42,6 +42,18 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+class SimulationError(RuntimeError):
+    """The serve process refused the simulated traffic (its answer is in the message)."""
+
+
+def _noisy(value: Any, rng: random.Random) -> Any:
+    """±10% noise on numbers; integers stay integers (a model's signature may say long)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    noisy = value * rng.uniform(0.9, 1.1)
+    return round(noisy) if isinstance(value, int) else noisy
+
+
 def simulate(
     *,
     client: Client,
@@ -72,13 +84,10 @@ def simulate(
     for start in range(0, units, batch):
         ids = [f"{unit_prefix}-{i}" for i in range(start, min(start + batch, units))]
         for _ in range(requests_per_unit):
-            rows = [
-                {**{k: (v * rng.uniform(0.9, 1.1) if isinstance(v, int | float) else v) for k, v in template.items()},
-                 "unit_id": u}
-                for u in ids
-            ]  # fmt: skip
+            rows = [{**{k: _noisy(v, rng) for k, v in template.items()}, "unit_id": u} for u in ids]
             response = session.post(url, json={"dataframe_records": rows}, timeout=30)
-            response.raise_for_status()
+            if response.status_code != 200:
+                raise SimulationError(f"{url} answered {response.status_code}: {response.text[:500]}")
             for u, version in zip(ids, response.json()["versions"], strict=True):
                 if served.setdefault(u, version) != version:
                     raise AssertionError(f"unit {u} moved from version {served[u]} to {version}: not sticky")
@@ -117,8 +126,11 @@ def run(args: argparse.Namespace) -> int:
     except CellarAPIError as exc:
         print(f"error: {exc.message} ({exc.code}, HTTP {exc.status})", file=sys.stderr)
         return 1
+    except SimulationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except requests.RequestException as exc:
-        print(f"error: the serve process answered: {exc}", file=sys.stderr)
+        print(f"error: the serve process cannot be reached: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))
     return 0

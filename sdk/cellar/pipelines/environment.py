@@ -3,6 +3,7 @@ pipeline's imports against a pool's environment."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -24,9 +25,28 @@ def python_version() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-@lru_cache(maxsize=1)
+def _site_signature() -> tuple[tuple[str, int], ...]:
+    """The import path's folders and their modification times: installing or removing a
+    distribution adds or removes a `*.dist-info` folder, which changes its folder's mtime."""
+    signature = []
+    for entry in sys.path:
+        try:
+            signature.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(signature)
+
+
 def installed_lock() -> dict[str, str]:
-    """Every installed distribution of this interpreter: normalised name -> version."""
+    """Every installed distribution of this interpreter: normalised name -> version.
+
+    Cached until something is installed or removed, so a long-running process (the web server
+    checks promotions against it) sees `pip install` without a restart."""
+    return _installed_lock(_site_signature())
+
+
+@lru_cache(maxsize=1)
+def _installed_lock(signature: tuple) -> dict[str, str]:
     lock: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")
@@ -35,8 +55,12 @@ def installed_lock() -> dict[str, str]:
     return dict(sorted(lock.items()))
 
 
-@lru_cache(maxsize=1)
 def _module_owners() -> dict[str, list[str]]:
+    return _module_owners_at(_site_signature())
+
+
+@lru_cache(maxsize=1)
+def _module_owners_at(signature: tuple) -> dict[str, list[str]]:
     return {module: [normalize_name(d) for d in dists] for module, dists in metadata.packages_distributions().items()}
 
 
