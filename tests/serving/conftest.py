@@ -56,8 +56,11 @@ def constant_model(value: float, frame):
     return DummyRegressor(strategy="constant", constant=value).fit(frame, [value] * len(frame))
 
 
-def register_version(team, name: str, obj, frame, *, store_url: str, corrupt: bool = False, tmp: Path):
-    """Save `obj` (Cellar's MLflow-format directory), put its files in the store, add a ModelVersion."""
+def register_version(
+    team, name: str, obj, frame, *, store_url: str, corrupt: bool = False, tmp: Path, pickle_bytes: bytes | None = None
+):
+    """Save `obj` (Cellar's MLflow-format directory), put its files in the store, add a ModelVersion.
+    `corrupt` or `pickle_bytes` replace the pickled model's bytes."""
     from cellar_server.registry.models import ModelVersion, RegisteredModel
 
     target = tmp / f"model-{name}-{time.monotonic_ns()}"
@@ -66,8 +69,8 @@ def register_version(team, name: str, obj, frame, *, store_url: str, corrupt: bo
     files = {}
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         data = path.read_bytes()
-        if corrupt and path.name.endswith(".pkl"):
-            data = b"this is not a pickle"
+        if path.name.endswith(".pkl") and (corrupt or pickle_bytes is not None):
+            data = pickle_bytes if pickle_bytes is not None else b"this is not a pickle"
         files[str(path.relative_to(target))] = store.put_blob(team.slug, data)
     model, _ = RegisteredModel.all_teams.get_or_create(team=team, name=name)
     with team_scope(team.id):
@@ -85,8 +88,11 @@ def register_version(team, name: str, obj, frame, *, store_url: str, corrupt: bo
 
 @pytest.fixture
 def register(store_dir, tmp_path):
-    def make(team, name, obj, frame, *, corrupt: bool = False):
-        return register_version(team, name, obj, frame, store_url=f"file://{store_dir}", corrupt=corrupt, tmp=tmp_path)
+    def make(team, name, obj, frame, *, corrupt: bool = False, pickle_bytes: bytes | None = None):
+        return register_version(
+            team, name, obj, frame, store_url=f"file://{store_dir}", corrupt=corrupt, tmp=tmp_path,
+            pickle_bytes=pickle_bytes,
+        )  # fmt: skip
 
     return make
 

@@ -267,3 +267,32 @@ def test_a_load_that_failed_on_a_missing_file_is_retried(
         )
     finally:
         serve.stop()
+
+
+class _ExitOnLoad:
+    """Unpickling this calls os._exit(3): the interpreter ends, no exception to catch."""
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_a_model_that_kills_its_interpreter_on_load_does_not_kill_serve(serve, team, register, deploy, frame):
+    import pickle
+
+    good = register(team, "churn", constant_model(1.0, frame), frame)
+    deadly = register(team, "churn", constant_model(2.0, frame), frame, pickle_bytes=pickle.dumps(_ExitOnLoad()))
+    deployment = deploy(team, "churn-api", {good: 1})
+    key = mint_key(team, deployment)
+    _routed(serve, "churn-api", [str(good.pk)], key)
+    services.deployment_update(
+        team=team, actor=SYSTEM, deployment=deployment, routes=[{"version_id": str(deadly.pk), "weight": 1}]
+    )
+    health = serve.wait_for(
+        lambda: VersionHealth.all_teams.filter(version_id=str(deadly.pk), state="failed").first(),
+        what="the deadly version reported failed",
+    )
+    assert "code 3" in health.error, health.error
+    assert serve.proc.poll() is None
+    assert serve.predict("acme", "churn-api", [ROW], key).json()["versions"] == [str(good.pk)]

@@ -26,6 +26,9 @@ class ServeConfig:
     )
     # Seconds between route polls (each is one conditional GET: 304 when nothing changed).
     poll_seconds: float = field(default_factory=lambda: float(os.environ.get("CELLAR_SERVE_POLL_SECONDS", "1.0")))
+    # Each new version is first loaded in a throwaway process (a model that crashes the interpreter
+    # while unpickling takes the probe down, not serve), within this many seconds; 0 turns probes off.
+    probe_seconds: float = field(default_factory=lambda: float(os.environ.get("CELLAR_SERVE_PROBE_SECONDS", "300")))
     # Seconds before a version that failed to load is tried again.
     retry_seconds: float = field(default_factory=lambda: float(os.environ.get("CELLAR_SERVE_RETRY_SECONDS", "60")))
     # Seconds between outbox flushes, and the most records one POST carries.

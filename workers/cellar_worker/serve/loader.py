@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -81,8 +83,11 @@ def _as_list(output: Any) -> list:
     return list(output)
 
 
-def load_version(store: ArtifactStore, cache_dir: Path, team: str, manifest: dict[str, Any]) -> Predictor:
-    """Materialize the version's files (checked by hash) and load it. Raises on any failure."""
+def load_version(
+    store: ArtifactStore, cache_dir: Path, team: str, manifest: dict[str, Any], *, probe_timeout: float = 0
+) -> Predictor:
+    """Materialize the version's files (checked by hash) and load it, after a probe load in a child
+    process when `probe_timeout` > 0. Raises on any failure."""
     version_id = str(manifest["id"])
     files = manifest.get("files") or {}
     if not files:
@@ -102,4 +107,29 @@ def load_version(store: ArtifactStore, cache_dir: Path, team: str, manifest: dic
             staging.rename(target)
         except OSError:  # another serve process materialized it first
             shutil.rmtree(staging, ignore_errors=True)
+    if probe_timeout:
+        probe(target, timeout=probe_timeout)
     return Predictor(version_id, load_model(target), manifest)
+
+
+class ProbeError(RuntimeError):
+    pass
+
+
+def probe(target: Path, *, timeout: float) -> None:
+    """Load `target` in a child process first; raise ProbeError with its last words when it fails."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "cellar_worker.serve.probe", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise ProbeError(f"loading the model took over {timeout:g} s (in a probe process)") from None
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else ""
+        if result.returncode < 0:
+            raise ProbeError(f"loading the model killed its process (signal {-result.returncode}) {last}".strip())
+        raise ProbeError(last or f"loading the model exited its process with code {result.returncode}")

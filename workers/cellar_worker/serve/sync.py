@@ -114,7 +114,13 @@ class Syncer:
             if time.monotonic() - when < self.config.retry_seconds:
                 return None, error
         try:
-            predictor = load_version(self.store, self.config.cache_dir, team, {**manifest, "id": version_id})
+            predictor = load_version(
+                self.store,
+                self.config.cache_dir,
+                team,
+                {**manifest, "id": version_id},
+                probe_timeout=self.config.probe_seconds,
+            )
         except (Exception, SystemExit) as exc:  # a model may raise anything (even exit) while unpickling
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             logger.error("model version %s (team %s) failed to load: %s", version_id, team, error)
