@@ -65,7 +65,7 @@ def start_web_and_control(
     web = spawn(
         cleanup, "gunicorn",
         [str(BIN / "gunicorn"), "cellar_server.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "8", "--worker-class", "gthread", "--access-logfile", "-", "--log-level", "warning"],
+         "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"],
         env, REPO, home / "web.log",
     )  # fmt: skip
     wait_http(f"{url}/healthz", web, home / "web.log", timeout=120)

@@ -70,3 +70,22 @@ def test_requests_are_logged_as_json(client, caplog):
     record = next(r for r in caplog.records if r.name == "cellar.request")
     payload = json.loads(JsonFormatter().format(record))
     assert payload["path"] == "/healthz" and payload["status"] == 200 and "duration_ms" in payload
+
+
+def test_the_platforms_own_traffic_logs_at_debug_unless_it_fails(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="cellar.request"):
+        client.get("/api/v1/serving/routes/")  # no serve credential: refused, so worth a line
+        client.get("/healthz")
+    levels = {r.path: r.levelno for r in caplog.records if r.name == "cellar.request"}
+    assert levels == {"/api/v1/serving/routes/": logging.INFO, "/healthz": logging.INFO}
+    caplog.clear()
+
+    from cellar_server.compute.credentials import worker_token
+
+    with caplog.at_level(logging.DEBUG, logger="cellar.request"):
+        answer = client.get("/api/v1/compute/pools/", HTTP_AUTHORIZATION=f"Bearer {worker_token()}")
+    assert answer.status_code == 200
+    [record] = [r for r in caplog.records if r.name == "cellar.request"]
+    assert record.levelno == logging.DEBUG  # an agent's routine poll: not in an INFO log

@@ -13,6 +13,16 @@ from cellar_server.core.errors import json_error
 from cellar_server.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 logger = logging.getLogger("cellar.request")
+# Cellar's own processes calling the control plane: agents' heartbeats, claims and results, the serve
+# process's route polls and reports, worker status. Dozens a second on a quiet platform; logged at
+# DEBUG when they succeed so that the log shows what people do.
+MACHINE_PATHS = (
+    "/api/v1/engine/",
+    "/api/v1/serving/",
+    "/api/v1/compute/workers/",
+    "/api/v1/compute/pools/",
+    "/api/v1/ab-tests/exposures/",
+)
 
 
 class BodySizeLimitMiddleware:
@@ -51,7 +61,9 @@ class RequestLogMiddleware:
         HTTP_LATENCY.labels(route).observe(elapsed)
         if not request.path.startswith("/static/"):
             user = getattr(request, "user", None)
-            logger.info(
+            machine = response.status_code < 400 and request.path.startswith(MACHINE_PATHS)
+            logger.log(
+                logging.DEBUG if machine else logging.INFO,
                 "request",
                 extra={
                     "method": request.method,
