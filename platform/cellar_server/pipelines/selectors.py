@@ -12,7 +12,16 @@ from typing import Any
 from django.db.models import Count, Max, Q, QuerySet
 
 from cellar_server.core.exceptions import ServiceError
-from cellar_server.pipelines.models import Pipeline, PipelineRun, PipelineVersion, ProductionMove, Task, TaskAttempt
+from cellar_server.pipelines.models import (
+    TASK_CACHED,
+    Pipeline,
+    PipelineRun,
+    PipelineVersion,
+    ProductionMove,
+    StepCacheEntry,
+    Task,
+    TaskAttempt,
+)
 
 MIN_PREFIX = 8
 _NUMBER = re.compile(r"^v?(\d{1,7})$", re.IGNORECASE)
@@ -164,6 +173,28 @@ def run_list(*, pipeline: Pipeline) -> QuerySet[PipelineRun]:
         .only(*RUN_LIST_FIELDS)
         .order_by("-number")
     )
+
+
+def reused_tracking_runs(*, tracking_runs: list[str]) -> dict[str, list[str]]:
+    """For pipeline runs (by their tracking runs): the tracking runs of the earlier pipeline runs
+    whose step results they took from the cache. A cached step did not run, so what it read (data
+    sets, for lineage) was recorded on the run that computed it. Two queries, in the caller's team."""
+    cached = (
+        Task.objects.filter(run__tracking_run__in=tracking_runs, state=TASK_CACHED)
+        .exclude(cache_key="")
+        .values_list("run__tracking_run", "cache_key")
+    )
+    keys_by_run: dict[str, set[str]] = {}
+    for tracking_run, key in cached:
+        keys_by_run.setdefault(tracking_run, set()).add(key)
+    wanted = set().union(*keys_by_run.values()) if keys_by_run else set()
+    sources = dict(
+        StepCacheEntry.objects.filter(key__in=wanted, task__isnull=False).values_list("key", "task__run__tracking_run")
+    )
+    return {
+        run: sorted({sources[k] for k in keys if sources.get(k) and sources[k] != run})
+        for run, keys in keys_by_run.items()
+    }
 
 
 def run_for_number(*, pipeline: Pipeline, number: int) -> PipelineRun | None:

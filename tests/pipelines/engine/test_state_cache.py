@@ -83,3 +83,19 @@ def test_a_hit_needs_every_declared_output(linear_version, start_run, worker, te
     entry.save(update_fields=["outputs"])
     run = start_run(linear_version)
     assert states(run) == {"load": "queued"}
+
+
+def test_a_cached_step_points_back_to_the_run_that_computed_it(linear_version, start_run, worker, team):
+    from cellar_server.core.scoping import team_scope
+    from cellar_server.pipelines.selectors import reused_tracking_runs
+
+    first = worker.drain(start_run(linear_version))
+    second = worker.drain(start_run(linear_version))
+    third = start_run(linear_version, {"alpha": 3})  # `load` still cached, `double` reruns
+    assert first.tracking_run and len({first.tracking_run, second.tracking_run, third.tracking_run}) == 3
+    with team_scope(team.id):
+        reused = reused_tracking_runs(tracking_runs=[first.tracking_run, second.tracking_run, third.tracking_run])
+    # The first run computed everything; the later ones reused its results (both read them from it).
+    assert reused == {second.tracking_run: [first.tracking_run], third.tracking_run: [first.tracking_run]}
+    with team_scope(team.id + 1000):  # another team sees nothing of it
+        assert reused_tracking_runs(tracking_runs=[second.tracking_run]) == {}
