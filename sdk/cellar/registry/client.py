@@ -102,9 +102,9 @@ def register_model(
     if started_here:
         run = runs.start_run(name=f"register {name}")  # inside a step this attaches to the step's run
         started_here = run.owned
-    if run.offline:
-        raise RegistryError("offline", "Registering a model needs the Cellar server; this run logs offline.")
     try:
+        if run.offline:
+            raise RegistryError("offline", "Registering a model needs the Cellar server; this run logs offline.")
         if metrics:
             run.log_metrics(metrics)
         relpath = f"registered-models/{name}/{uuid.uuid4().hex[:12]}"

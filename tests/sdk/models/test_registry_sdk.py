@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +86,51 @@ def test_errors_name_the_problem(as_admin, tracking, team, members, monkeypatch,
         cellar.register_model(fit(data), "churn", alias="champion")
     assert err.value.code == "missing_scope"
     assert not ModelVersion.all_teams.exists()
+
+
+def test_the_mlflow_client_loads_a_version_cellar_registered(as_admin, team, members, live_server, data):
+    from tests.tracking.mlflow_client import run_mlflow
+
+    model = fit(data)
+    cellar.register_model(model, "churn", input_example=data.head(2), alias="champion")
+    rows = json.dumps(data.head(6).to_dict(orient="records"))
+    out = run_mlflow(
+        f"""
+        import pandas as pd
+        m = mlflow.pyfunc.load_model("models:/churn@champion")
+        out["pred"] = m.predict(pd.DataFrame(json.loads({rows!r}))).tolist()
+        """,
+        url=f"{live_server.url}/t/acme/mlflow",
+        token=mint_token(team, members["viewer"])[1],
+    )
+    assert out["pred"] == model.predict(data.head(6)).tolist()
+
+
+def test_offline_runs_cannot_register(tracking_state, monkeypatch, data):
+    monkeypatch.setenv("CELLAR_OFFLINE", "1")
+    with pytest.raises(RegistryError) as err:
+        cellar.register_model(fit(data), "churn")
+    assert err.value.code == "offline"
+    assert cellar.active_run() is None  # the run made for it was ended
+
+
+def test_score_batch_from_a_notebook_records_what_it_scored(as_admin, team, data):
+    from cellar_server.tracking.models import ArtifactFile, Run
+
+    model = fit(data)
+    cellar.register_model(model, "churn", input_example=data.head(2), alias="champion")
+    frame = data.assign(customer=[f"c{i}" for i in range(len(data))])
+    scored = cellar.score_batch(
+        model="churn@champion", dataset=frame, output="out/scores.csv", keep=["customer"], batch_size=7
+    )
+    assert scored.rows == 100 and (scored.model, scored.version) == ("churn", 1)
+    assert scored.predictions["prediction"].tolist() == model.predict(data).tolist()
+    assert list(scored.predictions.columns) == ["customer", "prediction"]
+    run = Run.all_teams.get(team=team, name="score churn")
+    assert run.status == "FINISHED"
+    tags = dict(run.tags.values_list("key", "value"))
+    assert tags["cellar.scoring.model"] == "churn/1" and tags["cellar.scoring.rows"] == "100"
+    stored = ArtifactFile.all_teams.get(team=team, path__endswith="/artifacts/out/scores.csv")
+    assert stored.sha256 == scored.sha256
+    with pytest.raises(ValueError, match="batch_size"):
+        cellar.score_batch(model="churn@champion", dataset=frame, batch_size=0)
