@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from warehouse import write_warehouse  # noqa: E402
+from warehouse import sample_rows, write_warehouse  # noqa: E402
 
 from cellar.client import CellarAPIError, Client  # noqa: E402
 
@@ -88,6 +88,7 @@ class Demo:
     def warehouse(self) -> None:
         path = Path(self.args.home).resolve() / "demo" / "warehouse.sqlite3"
         rows = write_warehouse(path)
+        self.live_rows = sample_rows(path, 300)  # what the simulated clerks' scanners send
         config = {"url": f"sqlite:///{path}"}
         existing = {c["name"]: c for c in self.api("GET", "/connections/")["results"]}
         if "warehouse" in existing:
@@ -135,6 +136,9 @@ class Demo:
         else:
             body = {"name": DEPLOYMENT, "routes": routes, "description": "Reads the digits on scanned forms."}
             self.api("POST", "/deployments/", json=body)
+        for old in self.api("GET", f"/deployments/{DEPLOYMENT}/keys/")["results"]:
+            if old["name"] == "demo traffic" and not old.get("revoked_at"):  # an earlier demo's
+                self.api("DELETE", f"/deployments/{DEPLOYMENT}/keys/{old['id']}/")
         key = self.api("POST", f"/deployments/{DEPLOYMENT}/keys/", json={"name": "demo traffic"})["key"]
         say("Deployment", f"'{DEPLOYMENT}' serves {MODEL} v{version['version']} (champion)")
         show("deployment page", self.page(f"deployments/{DEPLOYMENT}/"))
@@ -199,7 +203,7 @@ class Demo:
                 effect=self.args.effect,
                 base_rate=0.6,
                 metric=METRIC,
-                row=SAMPLE_ROW,
+                rows=self.live_rows,
                 seed=round_number,
                 unit_prefix=f"{test['id']}-{round_number}",  # new forms every round
             )

@@ -36,3 +36,13 @@ def write_warehouse(path: Path, *, seed: int = 7) -> int:
         ]
         db.executemany(f"INSERT INTO {TABLE} VALUES ({', '.join('?' * 67)})", rows)
     return len(rows)
+
+
+def sample_rows(path: Path, count: int, *, seed: int = 11) -> list[dict[str, int]]:
+    """`count` scans from the warehouse as the serve process receives them (the 64 pixel columns)."""
+    import random
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute(f"SELECT {', '.join(f'p{i}' for i in range(64))} FROM {TABLE}").fetchall()
+    picked = random.Random(seed).sample(rows, min(count, len(rows)))
+    return [{f"p{i}": value for i, value in enumerate(row)} for row in picked]

@@ -67,6 +67,7 @@ def simulate(
     base_rate: float = 0.1,
     metric: str = "converted",
     row: dict[str, Any] | None = None,
+    rows: list[dict[str, Any]] | None = None,
     requests_per_unit: int = 2,
     batch: int = 50,
     seed: int = 0,
@@ -78,14 +79,18 @@ def simulate(
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     url = f"{serve_url.rstrip('/')}/serve/{team}/{deployment}/predict"
-    template = row or {}
+    # Feature rows: `rows` (a sample of real inputs, so drift monitoring sees live-like data), one drawn
+    # at random per request row; else the `row` template with ±10% noise on its numbers.
     served: dict[str, str] = {}
     counts: dict[str, list[int]] = {}
     for start in range(0, units, batch):
         ids = [f"{unit_prefix}-{i}" for i in range(start, min(start + batch, units))]
         for _ in range(requests_per_unit):
-            rows = [{**{k: _noisy(v, rng) for k, v in template.items()}, "unit_id": u} for u in ids]
-            response = session.post(url, json={"dataframe_records": rows}, timeout=30)
+            if rows:  # real inputs go as they are
+                batch_rows = [{**rng.choice(rows), "unit_id": u} for u in ids]
+            else:
+                batch_rows = [{**{k: _noisy(v, rng) for k, v in (row or {}).items()}, "unit_id": u} for u in ids]
+            response = session.post(url, json={"dataframe_records": batch_rows}, timeout=30)
             if response.status_code != 200:
                 raise SimulationError(f"{url} answered {response.status_code}: {response.text[:500]}")
             for u, version in zip(ids, response.json()["versions"], strict=True):
