@@ -160,12 +160,7 @@ class ResolveApi(StepAwareApi):
         ref = request.query_params.get("ref", "")
         if not ref:
             raise RegistryError("invalid", "Pass ref=<name>@<alias>, <name>/<version> or <name>.")
-        try:
-            version = selectors.model_version_for_ref(team=caller.team, ref=ref)
-        except RegistryError as exc:
-            if exc.code == "invalid" and "alias" in exc.message:
-                raise RegistryError("not_found", exc.message) from None
-            raise
+        version = selectors.model_version_for_ref(team=caller.team, ref=ref)
         return Response({**selectors.manifest_of(version), "metrics": version.metrics, "run_id": version.run_uuid})
 
 

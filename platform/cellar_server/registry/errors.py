@@ -7,6 +7,8 @@ from cellar_server.core.exceptions import ServiceError
 # code -> (HTTP status on Cellar's REST API, MLflow error code)
 CODES = {
     "not_found": (404, "RESOURCE_DOES_NOT_EXIST"),
+    # MLflow answers an unknown alias with INVALID_PARAMETER_VALUE; Cellar's REST API with 404.
+    "alias_not_found": (404, "INVALID_PARAMETER_VALUE"),
     "model_exists": (409, "RESOURCE_ALREADY_EXISTS"),
     "invalid": (400, "INVALID_PARAMETER_VALUE"),
     "no_model_files": (400, "INVALID_PARAMETER_VALUE"),

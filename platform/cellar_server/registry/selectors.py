@@ -20,7 +20,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from cellar_server.core.scoping import team_scope
-from cellar_server.registry.errors import invalid, not_found
+from cellar_server.registry.errors import RegistryError, invalid, not_found
 from cellar_server.registry.models import AliasMove, ModelAlias, ModelVersion, RegisteredModel
 from cellar_server.teams.models import Team
 
@@ -80,7 +80,9 @@ def model_version_get(*, team: Team, name: str, version: Any = None, alias: str 
         if alias is not None:
             holder = ModelAlias.objects.select_related("version__model").filter(model__name=name, alias=alias).first()
             if holder is None:
-                raise invalid(f"Registered model alias {alias} not found.")
+                if not RegisteredModel.objects.filter(name=name).exists():
+                    raise not_found(f"Registered Model with name={name} not found")
+                raise RegistryError("alias_not_found", f"Registered model alias {alias} not found.")
             return holder.version
         try:
             number = int(version)
