@@ -204,3 +204,10 @@ def test_a_frozen_alias_still_registers_the_version(team, actor, logged_run) -> 
     assert version.version == 2 and outcome["alias_moved"] is False
     assert "A/B test 'x' is running" in outcome["message"] and outcome["message"].startswith("v2 is registered but")
     assert selectors.model_version_get(team=team, name="churn", alias="champion").version == 1
+
+
+def test_dot_dot_segments_are_refused(team, actor, logged_run) -> None:
+    run = logged_run()
+    model = services.model_create(team=team, actor=actor, name="churn")
+    with pytest.raises(RegistryError, match=r"'\.\.' segments"):
+        services.version_create(team=team, actor=actor, model=model, source=f"runs:/{run.run_uuid}/x/../model")

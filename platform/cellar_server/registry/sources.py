@@ -46,6 +46,8 @@ def _strip(location: str) -> str:
 
 
 def _prefix_and_run(team: Team, source: str) -> tuple[str, Run | None]:
+    if any(part in ("..", ".") for part in source.split("/")[1:]):
+        raise invalid(f"Cannot register from '{source}': the path may not contain '.' or '..' segments.")
     with team_scope(team.id):
         if match := _LOGGED.match(source):
             logged = LoggedModel.objects.select_related("source_run").filter(model_id=match.group(1)).first()
