@@ -218,6 +218,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(CELLAR_ENGINE_SCHEDULES_INTERVAL),
         "options": {"expires": float(CELLAR_ENGINE_SCHEDULES_INTERVAL)},
     },
+    # A/B tests: running tests' per-arm aggregates are recomputed this often (seconds).
+    "abtests-refresh": {
+        "task": "cellar.abtests.refresh",
+        "schedule": float(os.environ.get("CELLAR_ABTEST_REFRESH_SECONDS", "300")),
+        "options": {"expires": float(os.environ.get("CELLAR_ABTEST_REFRESH_SECONDS", "300"))},
+    },
 }
 
 # --- REST API ----------------------------------------------------------------

@@ -266,3 +266,16 @@ def test_manifest_block_and_champion_freeze(make_test, team, members, deployment
     body, _ = route_manifests()
     assert "abtest" not in next(d for d in body["deployments"] if d["deployment"] == "ranker-api")["extensions"]
     assert integration.champion_guard(team, model, "champion", None) is None
+
+
+def test_the_beat_task_refreshes_running_tests_only(make_test):
+    from cellar_server.abtests.models import ABTest
+    from cellar_server.abtests.tasks import abtests_refresh
+
+    running = make_test()
+    _expose(running, [("x1", 0, T0), ("x2", 1, T0)])
+    ABTest.all_teams.filter(pk=running.pk).update(refreshed_at=None)
+    assert abtests_refresh() == 1
+    assert ArmAggregate.all_teams.filter(test=running, metric="").count() == 2
+    ABTest.all_teams.filter(pk=running.pk).update(status=ABTest.STOPPED)
+    assert abtests_refresh() == 0
