@@ -6,6 +6,10 @@ from cellar_server.abtests.models import ABTest, Phase
 from cellar_server.teams.models import AuditEvent
 
 URL = "/api/v1/teams/acme/ab-tests/"
+# Session, user, team access, then the test with its arms and metrics, phase and aggregates:
+# constant in the number of tests, arms and metrics.
+QUERIES_LIST = 8
+QUERIES_RESULTS = 9
 
 
 @pytest.mark.parametrize(("role", "expected"), [("viewer", 403), ("editor", 403), ("admin", 201), ("owner", 201)])
@@ -142,3 +146,19 @@ def test_promote_when_not_ready_needs_a_typed_reason(api_as, members, make_test,
     assert model_version_get(team=team, name="ranker", alias="champion").version == 2
     audit = AuditEvent.all_teams.get(verb="abtest.promote")
     assert audit.details["reason"] == "ship it, product decision" and audit.details["ready"] is False
+
+
+def test_list_and_results_query_counts_are_pinned(api_as, members, make_test, django_assert_num_queries):
+    from cellar_server.abtests import aggregates
+    from cellar_server.abtests.services import abtest_stop
+    from cellar_server.teams.actors import Actor
+
+    tests = [make_test()]
+    abtest_stop(test=tests[0], actor=Actor(user=members["admin"]))
+    tests.append(make_test(name="second"))
+    aggregates.aggregates_refresh(test=tests[1])
+    client = api_as(members["viewer"])
+    with django_assert_num_queries(QUERIES_LIST):
+        assert len(client.get(URL).json()["results"]) == 2
+    with django_assert_num_queries(QUERIES_RESULTS):
+        assert client.get(f"{URL}{tests[1].pk}/results/").status_code == 200
