@@ -67,6 +67,7 @@ class ABTestApi(TeamScopedViewSet):
             raise exceptions.NotFound()
         return test
 
+    @extend_schema(operation_id="abtests_list")
     def list(self, request: Request, team_slug: str) -> Response:
         qs = selectors.abtest_list(
             team=self.team, status=request.query_params.get("status"), deployment=request.query_params.get("deployment")
@@ -74,6 +75,7 @@ class ABTestApi(TeamScopedViewSet):
         page = self.paginate_queryset(qs)
         return self.get_paginated_response([test_payload(t) for t in page])
 
+    @extend_schema(operation_id="abtests_create")
     def create(self, request: Request, team_slug: str) -> Response:
         data = _body(request)
         allowed = {
@@ -99,9 +101,11 @@ class ABTestApi(TeamScopedViewSet):
         )
         return Response(test_payload(test), status=status.HTTP_201_CREATED)
 
+    @extend_schema(operation_id="abtests_retrieve")
     def retrieve(self, request: Request, team_slug: str, test_id: int) -> Response:
         return Response(test_payload(self._test()))
 
+    @extend_schema(operation_id="abtests_results")
     def results(self, request: Request, team_slug: str, test_id: int) -> Response:
         test = self._test()
         if request.query_params.get("refresh") in ("1", "true") or test.refreshed_at is None:
@@ -121,24 +125,30 @@ class ABTestApi(TeamScopedViewSet):
         test = fn(test=self._test(), actor=actor_from_request(request), **kwargs)
         return Response(test_payload(selectors.abtest_get(team=self.team, test_id=test.pk)))
 
+    @extend_schema(operation_id="abtests_weights")
     def weights(self, request: Request, team_slug: str, test_id: int) -> Response:
         return self._act(request, services.abtest_set_weights, weights=_body(request).get("weights"))
 
+    @extend_schema(operation_id="abtests_coverage")
     def coverage(self, request: Request, team_slug: str, test_id: int) -> Response:
         return self._act(request, services.abtest_set_coverage, coverage=_body(request).get("coverage"))
 
+    @extend_schema(operation_id="abtests_stop")
     def stop(self, request: Request, team_slug: str, test_id: int) -> Response:
         return self._act(request, services.abtest_stop, reason=_body(request).get("reason", ""))
 
+    @extend_schema(operation_id="abtests_extend")
     def extend(self, request: Request, team_slug: str, test_id: int) -> Response:
         return self._act(request, services.abtest_extend, days=_body(request).get("days"))
 
+    @extend_schema(operation_id="abtests_promote")
     def promote(self, request: Request, team_slug: str, test_id: int) -> Response:
         data = _body(request)
         test = self._test()
         aggregates.aggregates_refresh(test=test)
         return self._act(request, services.abtest_promote, arm_key=data.get("arm"), reason=data.get("reason", ""))
 
+    @extend_schema(operation_id="abtests_events")
     def events(self, request: Request, team_slug: str, test_id: int) -> Response:
         counts = ingest.events_ingest(test=self._test(), events=_body(request).get("events"))
         return Response(counts, status=status.HTTP_202_ACCEPTED)
