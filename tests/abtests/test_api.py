@@ -33,6 +33,8 @@ def test_another_team_sees_nothing(api_as, outsider, make_test):
         assert client.get(f"{URL}{test.pk}/{suffix}").status_code == 404
     for action in ("stop/", "promote/", "events"):
         assert client.post(f"{URL}{test.pk}/{action}", {}, format="json").status_code == 404
+    own_team = client.get(f"/api/v1/teams/rival/ab-tests/{test.pk}/")
+    assert own_team.status_code == 404 and own_team.json()["error"]["code"] == "unknown_ab_test"
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor", "admin", "owner"])

@@ -60,7 +60,8 @@ def test_body_shape_and_unknown_test(api_as, members, make_test):
     assert client.post(url(test), {"events": []}, format="json").json()["error"]["code"] == "invalid_events"
     assert client.post(url(test), [1, 2], format="json").json()["error"]["code"] == "invalid_body"
     r = client.post(f"/api/v1/teams/acme/ab-tests/{test.pk + 999}/events", {"events": _events(1)}, format="json")
-    assert r.status_code == 404
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_ab_test"
+    assert f"no A/B test {test.pk + 999}" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("role", "expected"), [("viewer", 403), ("editor", 202), ("admin", 202), ("owner", 202)])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -63,8 +63,13 @@ class ABTestApi(TeamScopedViewSet):
 
     def _test(self) -> ABTest:
         test = selectors.abtest_get(team=self.team, test_id=self.kwargs["test_id"])
-        if test is None:
-            raise exceptions.NotFound()
+        if test is None:  # the same answer for another team's test
+            raise ServiceError(
+                "unknown_ab_test",
+                f"Team '{self.team.slug}' has no A/B test {self.kwargs['test_id']}; list them at "
+                f"/api/v1/teams/{self.team.slug}/ab-tests/.",
+                status_code=404,
+            )
         return test
 
     @extend_schema(operation_id="abtests_list")
