@@ -135,3 +135,23 @@ def test_simulated_test_becomes_ready_and_promote_moves_traffic(stack, team, mem
         what="traffic on the winner",
     )
     assert serve.predict("acme", "churn-api", [ROW], stack["key"]).json()["predictions"] == [2.0]
+
+
+def test_shadow_mode_returns_control_answers_and_mirrors_to_the_challenger(stack, team):
+    from cellar_server.serving.models import PredictionMinute
+
+    serve = stack["serve"]
+    test = _start_test(team, stack, shadow=True)
+    _wait_for_arms(serve, stack)
+    rows = [{**ROW, "unit_id": f"s{i}"} for i in range(200)]
+    body = serve.predict("acme", "churn-api", {"dataframe_records": rows}, stack["key"]).json()
+    assert body["versions"] == [stack["v1"]] * 200 and body["predictions"] == [1.0] * 200
+    assert set(body["variants"]) == {"control", "b"}
+    mirrored = sum(1 for v in body["variants"] if v == "b")
+    serve.wait_for(
+        lambda: (
+            sum(PredictionMinute.all_teams.filter(version_id=stack["v2"]).values_list("rows", flat=True)) >= mirrored
+        ),
+        what="the challenger's mirrored predictions in serve's stats",
+    )
+    serve.wait_for(lambda: Exposure.all_teams.filter(test=test).count() >= 201, what="exposures flushed")
