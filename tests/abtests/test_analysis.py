@@ -279,3 +279,21 @@ def test_the_beat_task_refreshes_running_tests_only(make_test):
     assert ArmAggregate.all_teams.filter(test=running, metric="").count() == 2
     ABTest.all_teams.filter(pk=running.pk).update(status=ABTest.STOPPED)
     assert abtests_refresh() == 0
+
+
+def test_three_arms_pick_the_challenger_that_wins(make_test, versions):
+    v = versions["ranker"]
+    test = make_test(variants=[{"version_id": v[0], "weight": 0.34}, {"version_id": v[1], "weight": 0.33},
+                               {"version_id": v[2], "weight": 0.33}])  # fmt: skip
+    rng = np.random.default_rng(9)
+    counts, rates = (3400, 3300, 3300), (0.10, 0.10, 0.16)
+    units = [(f"t{arm}-{i}", arm, T0) for arm in range(3) for i in range(counts[arm])]
+    _expose(test, units)
+    at = (T0 + timedelta(hours=1)).isoformat()
+    _send(test, [{"id": f"{u}-c", "unit_id": u, "name": "converted", "value": 1, "at": at}
+                 for u, arm, _ in units if rng.random() < rates[arm]])  # fmt: skip
+    aggregates.aggregates_refresh(test=test)
+    result = analysis.analyse(test=test)
+    assert [a["key"] for a in result["arms"]] == ["control", "b", "c"]
+    assert result["decision"]["state"] == "ready" and result["decision"]["winner"] == "c"
+    assert [c["verdict"] for c in result["metrics"][0]["comparisons"]] == [0, 1]

@@ -164,3 +164,16 @@ def test_list_and_results_query_counts_are_pinned(api_as, members, make_test, dj
         assert len(client.get(URL).json()["results"]) == 2
     with django_assert_num_queries(QUERIES_RESULTS):
         assert client.get(f"{URL}{tests[1].pk}/results/").status_code == 200
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [("weights/", {"weights": [0.5, 0.5]}), ("coverage/", {"coverage": 0.5}), ("stop/", {}),
+     ("extend/", {"days": 1}), ("promote/", {"arm": "b", "reason": "because I say so"})],
+)  # fmt: skip
+def test_every_write_action_needs_abtests_write(api_as, members, make_test, role, action, body):
+    test = make_test()
+    r = api_as(members[role]).post(f"{URL}{test.pk}/{action}", body, format="json")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "missing_scope"
+    assert ABTest.all_teams.get(pk=test.pk).status == "running"
