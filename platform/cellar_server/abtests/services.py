@@ -203,7 +203,7 @@ def abtest_promote(*, test: ABTest, actor: Actor, arm_key: str | None = None, re
     from cellar_server.abtests.analysis import analyse
 
     test = _running(test)
-    result = analyse(test=test)
+    result = analyse(test=test, with_timeline=False)
     decision = result["decision"]
     arm_key = arm_key or decision.get("winner")
     arm = test.arms.filter(key=arm_key).first() if arm_key else None
