@@ -172,3 +172,16 @@ def test_known_secret_values_are_masked_in_a_steps_output():
         redact.remember(VALUE, install=True)
         print(f"connecting with {VALUE} now")
     assert out.getvalue() == "connecting with *** now\n"
+
+
+def test_a_secret_in_a_steps_error_message_is_masked():
+    from cellar.pipelines.execute.failure import failure_from
+    from cellar.pipelines.spec import Step
+
+    redact.remember(VALUE, install=False)
+    try:
+        raise ConnectionError(f"could not log in with password {VALUE!r}")
+    except ConnectionError as exc:
+        failed = failure_from(Step(name="load", code="x = 1"), exc, "run", None)
+    assert VALUE not in failed.message and failed.message == "could not log in with password '***'"
+    assert VALUE not in failed.summary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 import types
 from dataclasses import asdict, dataclass
@@ -183,4 +184,7 @@ def failure_from(step: Step, exc: BaseException, phase: str, source: StepSource 
         cell = source.cells[0]  # the foreach tag sits on the step's first cell
     if isinstance(exc, SystemExit):
         message = f"the step called exit({exc.code!r}); a step ends by reaching its last line"
+    redact = sys.modules.get("cellar.data.redact")  # loaded once the step has read a secret
+    if redact is not None:
+        message = redact.scrub(message)  # "could not connect with password s3cret" keeps it out of the run page
     return StepFailed(step.name, type(exc).__name__, message, phase=phase, frames=frames, cell=cell, line=line)
