@@ -97,7 +97,7 @@ demo: $(DEMO_STAMP)
 
 ## test: lint, then the whole suite (unit, API, processes, browser) on $DATABASE_URL, then the
 ## database-sensitive tests again on SQLite.
-test: $(DEV_STAMP) $(MLFLOW_STAMP) hub-install
+test: $(DEV_STAMP) $(MLFLOW_STAMP) $(DEMO_STAMP) hub-install
 	@test -n "$(CHROMIUM)" || { echo "Chromium is missing: the browser tests need it. Install it with: apt-get install -y chromium" >&2; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
