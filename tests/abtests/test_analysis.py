@@ -180,7 +180,12 @@ def test_analysis_runs_the_statistics_on_those_sums(scenario):
     want = abstats.welch(arm_stat(exp[0]), arm_stat(exp[1]))
     got = next(m for m in result["metrics"] if m["name"] == "revenue")["comparisons"][0]["frequentist"]
     assert got["lift"] == pytest.approx(want.lift) and got["p_value"] == pytest.approx(want.p_value)
-    assert "adjusted_p_value" in got
+    secondaries = [m for m in result["metrics"] if m["role"] == "secondary"]
+    ps = [m["comparisons"][0]["frequentist"]["p_value"] for m in secondaries]
+    assert [m["comparisons"][0]["frequentist"]["adjusted_p_value"] for m in secondaries] == abstats.benjamini_hochberg(
+        ps
+    )
+    assert [m["comparisons"][0]["frequentist"]["holm_p_value"] for m in secondaries] == abstats.holm(ps)
     assert result["timeline"]["metric"] == "converted" and result["timeline"]["series"][0]["points"]
     assert "sequential" in result["method"] and "Bayesian" in result["method"]
 

@@ -136,12 +136,14 @@ def analyse(*, test: ABTest, phase: int | None = None, with_timeline: bool = Tru
 
 
 def _adjust_secondaries(metric_out: list[dict], challengers: int) -> None:
-    """BH across secondary metrics, per challenger (guardrails and the primary stay unadjusted)."""
+    """Across secondary metrics, per challenger: Benjamini–Hochberg (`adjusted_p_value`, shown) and
+    Holm (`holm_p_value`, family-wise); guardrails and the primary stay unadjusted, as GrowthBook."""
     for j in range(challengers):
         secondary = [m for m in metric_out if m["role"] == Metric.SECONDARY]
         ps = [m["comparisons"][j]["frequentist"]["p_value"] for m in secondary]
-        for m, adj in zip(secondary, abstats.benjamini_hochberg(ps), strict=True):
-            m["comparisons"][j]["frequentist"]["adjusted_p_value"] = adj
+        for m, bh, holm in zip(secondary, abstats.benjamini_hochberg(ps), abstats.holm(ps), strict=True):
+            m["comparisons"][j]["frequentist"]["adjusted_p_value"] = bh
+            m["comparisons"][j]["frequentist"]["holm_p_value"] = holm
 
 
 def decide(result: dict[str, Any], test: ABTest) -> dict[str, Any]:
