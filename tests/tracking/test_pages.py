@@ -621,8 +621,8 @@ def test_compare_query_count_is_pinned(client, members, tracking, django_assert_
     )
     login(client, members["viewer"])
     # session, user, team, membership, the runs, runs with experiment, params, tags, latest metrics,
-    # the data sets they read (data app)
-    with django_assert_num_queries(10):
+    # the data sets they read and the pipeline steps they reused from the cache (data app)
+    with django_assert_num_queries(11):
         response = client.get("/t/acme/compare/", {"runs": ",".join(r.run_uuid for r in runs)})
     assert response.status_code == 200
 

@@ -82,17 +82,34 @@ def datasets_for_runs(*, team: Team, run_ids: Iterable[str]) -> dict[str, list[d
     """Lineage: for each tracking run id (run_uuid) the data set versions it read, oldest first.
 
     {run_uuid: [{"dataset_id", "name", "uri", "digest", "kind", "source", "size", "schema",
-                 "profile", "snapshot", "context", "created_at"}]}; runs that read none are absent.
-    Another team's runs are absent too. One query."""
+                 "profile", "snapshot", "context", "created_at", "reused_from"}]}; runs that read none
+    are absent, and so are another team's. A pipeline run whose steps came from the step cache did
+    not read again what those steps read: the reads of the run that computed them are included, with
+    `reused_from` naming that run (None for the run's own reads). Three queries."""
+    from cellar_server.pipelines.selectors import reused_tracking_runs
+
     run_ids = [r for r in set(run_ids) if r]
     if not run_ids:
         return {}
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with team_scope(team.id):
-        rows = DatasetInput.objects.filter(run__run_uuid__in=run_ids).select_related("dataset", "run").order_by("id")
+        reused = reused_tracking_runs(tracking_runs=run_ids)
+        wanted = set(run_ids).union(*reused.values()) if reused else set(run_ids)
+        rows = DatasetInput.objects.filter(run__run_uuid__in=wanted).select_related("dataset", "run").order_by("id")
+        read: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            out[row.run.run_uuid].append(dataset_body(row.dataset, row.context))
-    return dict(out)
+            read[row.run.run_uuid].append({**dataset_body(row.dataset, row.context), "reused_from": None})
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in run_ids:
+        found = list(read.get(run, []))
+        seen = {(d["dataset_id"], d["context"]) for d in found}
+        for source in reused.get(run, []):
+            for body in read.get(source, []):
+                if (body["dataset_id"], body["context"]) not in seen:
+                    seen.add((body["dataset_id"], body["context"]))
+                    found.append({**body, "reused_from": source})
+        if found:
+            out[run] = found
+    return out
 
 
 def inputs_changed(*, team: Team, run_a: str, run_b: str) -> list[dict[str, Any]]:

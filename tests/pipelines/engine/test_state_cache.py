@@ -99,3 +99,19 @@ def test_a_cached_step_points_back_to_the_run_that_computed_it(linear_version, s
     assert reused == {second.tracking_run: [first.tracking_run], third.tracking_run: [first.tracking_run]}
     with team_scope(team.id + 1000):  # another team sees nothing of it
         assert reused_tracking_runs(tracking_runs=[second.tracking_run]) == {}
+
+
+def test_a_run_served_from_the_cache_inherits_what_the_cached_steps_read(linear_version, start_run, worker, team):
+    from cellar_server.core.scoping import team_scope
+    from cellar_server.data.models import Dataset, DatasetInput
+    from cellar_server.data.selectors import datasets_for_runs
+    from cellar_server.tracking.models import Run
+
+    first = worker.drain(start_run(linear_version))
+    with team_scope(team.id):
+        dataset = Dataset.objects.create(team=team, name="scans", uri="sql://warehouse", digest="sha256:ab", kind="sql")
+        DatasetInput.objects.create(team=team, dataset=dataset, run=Run.objects.get(run_uuid=first.tracking_run))
+    second = worker.drain(start_run(linear_version))  # `load` and `double` come from the first run
+    found = datasets_for_runs(team=team, run_ids=[first.tracking_run, second.tracking_run])
+    assert [(d["name"], d["reused_from"]) for d in found[first.tracking_run]] == [("scans", None)]
+    assert [(d["name"], d["reused_from"]) for d in found[second.tracking_run]] == [("scans", first.tracking_run)]
