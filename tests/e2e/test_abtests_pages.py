@@ -130,10 +130,23 @@ def test_ready_results_page_and_promote(page, team, members, setup):
     expect(page.get_by_test_id("method")).to_contain_text("always-valid")
     expect(page.get_by_test_id("srm-banner")).to_have_count(0)
     expect(page.get_by_test_id("promote-reason")).to_have_count(0)  # ready: no reason needed
+    expect(page.get_by_test_id("decision")).to_contain_text("'b · churn v2' beats control")
+    expect(page.get_by_test_id("arm-version-b")).to_have_text("churn v2")
+    expect(page.get_by_test_id("arm-version-b")).to_have_attribute("href", "/t/acme/models/churn/versions/2/")
+    expect(page.get_by_test_id("row-converted-b")).to_contain_text("b · churn v2")
+    for width in (1280, 1400):  # the per-metric table fits: no horizontal scrolling, last column visible
+        page.set_viewport_size({"width": width, "height": 900})
+        overflow = page.locator(".table-scroll").evaluate("el => el.scrollWidth - el.clientWidth")
+        assert overflow <= 0, f"metrics table overflows by {overflow}px at {width}px"
+        expect(page.get_by_text("P(beats control)")).to_be_in_viewport()
     snap(page, "abtests-ready-full")
     page.get_by_test_id("promote").click()
     expect(page.get_by_test_id("test-status")).to_have_text("promoted")
     expect(page.locator(".messages")).to_contain_text("Winner promoted")
+    expect(page.get_by_test_id("decision-state")).to_have_text("Promoted")
+    expect(page.get_by_test_id("outcome")).to_have_text("Promoted: b (churn v2) is the champion and serves 100%")
+    expect(page.get_by_test_id("outcome-by")).to_contain_text("Promoted by admin-user")
+    expect(page.get_by_test_id("promote")).to_have_count(0)
     assert [(r.version_id, r.weight) for r in Route.all_teams.filter(team=team)] == [(setup["v2"], 1.0)]
     snap(page, "abtests-promoted")
 

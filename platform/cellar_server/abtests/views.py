@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from cellar_server.abtests import aggregates, analysis, bridges, selectors, services
+from cellar_server.abtests import aggregates, analysis, bridges, presentation, selectors, services
 from cellar_server.abtests.apis import READ, WRITE
 from cellar_server.abtests.models import ABTest
 from cellar_server.core.exceptions import ServiceError
@@ -102,7 +102,7 @@ def test_create(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     return redirect("abtests:list", team_slug=access.team.slug)
 
 
-def _chart_data(result: dict) -> dict:
+def _chart_data(result: dict, displays: dict[str, str]) -> dict:
     forest = []
     for metric in result["metrics"]:
         for comp in metric["comparisons"]:
@@ -111,7 +111,7 @@ def _chart_data(result: dict) -> dict:
                 continue
             forest.append(
                 {
-                    "label": f"{metric['name']} · {comp['arm']}",
+                    "label": f"{metric['name']} · {displays.get(comp['arm'], comp['arm'])}",
                     "role": metric["role"],
                     "lift": seq["lift"],
                     "lo": seq["ci"][0],
@@ -120,7 +120,10 @@ def _chart_data(result: dict) -> dict:
                     "fixed_hi": fixed["ci"][1],
                 }
             )
-    return {"forest": forest, "timeline": result.get("timeline", {})}
+    timeline = result.get("timeline", {})
+    for series in timeline.get("series", []):
+        series["arm"] = displays.get(series["arm"], series["arm"])
+    return {"forest": forest, "timeline": timeline}
 
 
 @team_page(READ)
@@ -132,10 +135,7 @@ def test_detail(request: HttpRequest, access: TeamAccess, test_id: int) -> HttpR
         aggregates.aggregates_refresh(test=test)
         test.refresh_from_db(fields=["refreshed_at"])
     result = analysis.analyse(test=test)
-    versions = {a.version_id: bridges.version_info(team=access.team, version_id=a.version_id) for a in test.arms.all()}
-    for arm in result["arms"]:
-        info = versions.get(arm["version_id"]) or {}
-        arm["label"] = f"{info.get('model', '?')} v{info.get('version', '?')}"
+    displays = presentation.label_arms(test=test, result=result)
     decision = result["decision"]
     return render(
         request,
@@ -146,7 +146,9 @@ def test_detail(request: HttpRequest, access: TeamAccess, test_id: int) -> HttpR
             "result": result,
             "decision": decision,
             "state_label": STATE_LABELS.get(decision["state"], decision["state"]),
-            "chart_json": json.dumps(_chart_data(result)),
+            "chart_json": json.dumps(_chart_data(result, displays)),
+            "winner_display": displays.get(test.winner_arm, test.winner_arm),
+            "outcome": presentation.outcome(test=test, arms=result["arms"], displays=displays),
             "can_write": WRITE in access.scopes,
             "running": test.status == ABTest.RUNNING,
         },
