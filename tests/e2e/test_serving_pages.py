@@ -76,6 +76,8 @@ def test_deployment_page_shows_routes_health_traffic_drift_and_mints_a_key(page,
     expect(page.get_by_test_id("deployment-state")).to_have_text("degraded")
     expect(page.get_by_test_id(f"route-{bad.pk}").get_by_test_id("load-error")).to_contain_text("UnpicklingError")
     expect(page.get_by_test_id(f"route-{good.pk}")).to_contain_text("ready")
+    link = page.get_by_test_id(f"route-{good.pk}").get_by_role("link", name="churn v1")
+    expect(link).to_have_attribute("href", "/t/acme/models/churn/versions/1/")  # a name, not a raw id
     expect(page.get_by_test_id("predict-snippet")).to_contain_text("/serve/acme/churn-api/predict")
     expect(page.get_by_test_id("requests")).to_have_text(str(sum(600 + 40 * m for m in range(12))))
     expect(page.get_by_test_id("errors")).to_have_text("3")
@@ -145,3 +147,37 @@ def test_an_admin_deploys_from_the_list_and_changes_routes(page, members, team, 
     expect(page.locator(".messages")).to_contain_text("must be a number")
     expect(page.get_by_test_id(f"route-{first.pk}")).to_contain_text("75%")
     snap(page, "serving-routes-saved")
+
+
+def test_drift_of_a_wide_model_shows_warnings_first_and_folds_the_stable_rest(page, members, team, tmp_path, settings):
+    import numpy as np
+    import pandas as pd
+
+    store = tmp_path / "artifacts"
+    store.mkdir()
+    settings.ARTIFACT_STORE_URL = f"file://{store}"
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({f"p{i}": rng.normal(0, 1, 400) for i in range(64)})
+    version = register_version(
+        team, "form-reader", constant_model(1.0, frame), frame, store_url=f"file://{store}", tmp=tmp_path
+    )
+    found = services.deployment_create(
+        team=team, actor=SYSTEM, name="form-reader", routes=[{"version_id": str(version.pk), "weight": 1}]
+    )
+    rows = [{f"p{i}": float(rng.normal(3 if i in (10, 2) else 0, 1)) for i in range(64)} for _ in range(300)]
+    services.predictions_ingest(
+        records=[{"kind": "sample", "deployment_id": found.pk, "version_id": str(version.pk), "rows": rows}]
+    )
+    sign_in(page, "viewer-user", shots="serving-drift", path="/t/acme/deployments/form-reader/")
+    table = page.get_by_test_id(f"drift-{version.pk}")
+    expect(page.get_by_test_id("drift-warning")).to_contain_text("drift: p")
+    names = table.locator("tbody tr td:first-child").all_inner_texts()
+    assert names[:2] in (["p2", "p10"], ["p10", "p2"]) and len(names) == 7, names  # 2 warnings + the top 5
+    more = page.get_by_test_id(f"drift-more-{version.pk}")
+    expect(more.locator("summary")).to_contain_text("57 more features, all stable")
+    expect(more.locator("tbody tr").first).to_be_hidden()
+    snap(page, "serving-drift-folded")
+    more.locator("summary").click()
+    expect(more.locator("tbody tr")).to_have_count(57)
+    expect(more.locator("tbody tr").first).to_be_visible()
+    snap(page, "serving-drift-expanded")

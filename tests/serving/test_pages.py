@@ -72,3 +72,52 @@ def test_new_is_not_a_deployment_name(members, api_as, version):
         format="json",
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_name"
+
+
+def test_drift_rows_sort_by_psi_then_natural_name_and_fold_the_stable_tail():
+    from cellar_server.serving.views import drift_rows
+
+    def f(name, psi, threshold=0.2, error=""):
+        return {"feature": name, "psi": psi, "warning": psi is not None and psi > threshold, "error": error}
+
+    features = [f(f"p{i}", 0.01) for i in range(1, 13)] + [f("p7b", 0.5), f("p30", 0.9), f("p4x", None, error="bad")]
+    features[9]["psi"] = 0.05  # p10: the highest stable one
+    (version,) = drift_rows([{"version_id": "7", "features": features}], top=3)
+    shown = [row["feature"] for row in version["shown"]]
+    assert shown == ["p30", "p7b", "p10", "p1", "p2", "p4x"]  # warnings, top stable (p1 < p2 in a tie), errors
+    assert [row["feature"] for row in version["folded"]] == ["p3", "p4", "p5", "p6", "p7", "p8", "p9", "p11", "p12"]
+    assert version["warning_summary"] == "p30, p7b"
+    many = [f(f"w{i}", 1.0 - i / 100) for i in range(8)]
+    assert drift_rows([{"features": many}], top=3)[0]["warning_summary"] == "w0, w1, w2 and 5 more"
+
+
+def test_the_drift_table_of_a_wide_model_lists_warnings_first_and_folds_the_stable_rest(
+    client, members, team, register, deploy
+):
+    import numpy as np
+    import pandas as pd
+
+    from cellar_server.serving import services
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({f"p{i}": rng.normal(0, 1, 400) for i in range(1, 21)})
+    version = register(team, "wide", constant_model(1.0, frame), frame)
+    deployment = deploy(team, "wide-api", {version: 1})
+    rows = [{f"p{i}": float(rng.normal(5 if i in (3, 12) else 0, 1)) for i in range(1, 21)} for _ in range(300)]
+    services.predictions_ingest(
+        records=[{"kind": "sample", "deployment_id": deployment.pk, "version_id": str(version.pk), "rows": rows}]
+    )
+    body = _client(client, members["viewer"]).get("/t/acme/deployments/wide-api/").content.decode()
+    table = body[body.index(f'data-testid="drift-{version.pk}"') :]
+    assert table.index("<td>p3</td>") < table.index("<td>p1</td>") and table.index("<td>p12</td>") < table.index(
+        "<td>p1</td>"
+    )
+    assert "13 more features, all stable" in body  # 20 - 2 drifted - 5 highest stable ones shown
+    assert "drift: p3, p12</span>" in body and "20 features, 2 drifted" in body
+
+
+def test_drift_ties_as_displayed_go_by_natural_name():
+    from cellar_server.serving.views import drift_rows
+
+    rows = [{"feature": n, "psi": p, "warning": False, "error": ""} for n, p in [("p60", 0.1181), ("p29", 0.1179)]]
+    assert [r["feature"] for r in drift_rows([{"features": rows}])[0]["shown"]] == ["p29", "p60"]  # both "0.118"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
 from cellar_server.serving import selectors, services
@@ -88,6 +91,45 @@ def routes_update(request: HttpRequest, access: TeamAccess, deployment_name: str
     return redirect("serving:deployment", team_slug=access.team.slug, deployment_name=found.name)
 
 
+def _version_url(team_slug: str, model: dict[str, Any] | None) -> str | None:
+    """The registry page of a version ("/t/acme/models/churn/versions/2/"), when it has a name."""
+    if not model or not model.get("model") or model.get("version") is None:
+        return None
+    try:
+        return reverse("registry:version", args=[team_slug, model["model"], int(model["version"])])
+    except (NoReverseMatch, TypeError, ValueError):
+        return None
+
+
+DRIFT_TOP = 5  # stable features shown above the fold, after every warning and every error
+
+
+def _natural(name: str) -> list[Any]:
+    """Sort key: "p2" before "p10"."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
+
+
+def drift_rows(versions: list[dict[str, Any]], top: int = DRIFT_TOP) -> list[dict[str, Any]]:
+    """Each version's features by PSI, highest first (natural name order within ties), split into `shown`
+    (warnings, the `top` highest stable ones, then any the PSI failed for) and `folded` (the rest, all stable)."""
+    out = []
+    for version in versions:
+        ordered = sorted(
+            version["features"],
+            # Ties as shown (3 decimals) go by natural name order.
+            key=lambda f: (not f["warning"], f["psi"] is None, -round(f["psi"] or 0, 3), _natural(f["feature"])),
+        )
+        warnings = [f for f in ordered if f["warning"]]
+        errors = [f for f in ordered if f["psi"] is None]
+        stable = [f for f in ordered if not f["warning"] and f["psi"] is not None]
+        names = [f["feature"] for f in warnings]
+        summary = ", ".join(names[:top]) + (f" and {len(names) - top} more" if len(names) > top else "")
+        out.append(
+            {**version, "warning_summary": summary, "shown": warnings + stable[:top] + errors, "folded": stable[top:]}
+        )
+    return out
+
+
 @team_page(READ)
 def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -> HttpResponse:
     found = selectors.deployment_get(team=access.team, name=deployment_name)
@@ -99,7 +141,8 @@ def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -
         {
             "route": route,
             "health": summary.health.get(route.version_id),
-            "model": version_manifest(team=access.team, version_id=route.version_id),
+            "model": (model := version_manifest(team=access.team, version_id=route.version_id)),
+            "url": _version_url(access.team.slug, model),
         }
         for route in summary.routes
     ]
@@ -111,7 +154,7 @@ def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -
         "keys": selectors.deployment_keys(deployment=found),
         "traffic": traffic,
         "traffic_json": json.dumps(traffic["series"]),
-        "drift": selectors.deployment_drift(deployment=found),
+        "drift": drift_rows(selectors.deployment_drift(deployment=found)),
         "can_write": WRITE in access.scopes,
         "choices": version_choices(team=access.team) if WRITE in access.scopes else [],
         "new_key": request.session.pop("serving_new_key", None),
