@@ -9,7 +9,7 @@ from cellar_server.registry import selectors, services
 from cellar_server.registry.errors import invalid, not_found
 from cellar_server.registry.mlflow import search
 from cellar_server.registry.mlflow import serialize as s
-from cellar_server.registry.models import ModelVersion, RegisteredModel
+from cellar_server.registry.models import ModelAlias, ModelVersion, RegisteredModel
 from cellar_server.teams.actors import Actor
 from cellar_server.tracking.mlflow.auth import Caller
 from cellar_server.tracking.mlflow.protocol import Fields
@@ -218,9 +218,7 @@ def version_search(caller: Caller, f: Fields) -> dict:
         order = _order(f, _VERSION_ORDER, ["model__name", "-version"])
         page = list(queryset.order_by(*order)[offset : offset + limit + 1])
         aliases: dict[int, list[str]] = {}
-        for version_id, alias in selectors.ModelAlias.objects.filter(version__in=page).values_list(
-            "version_id", "alias"
-        ):
+        for version_id, alias in ModelAlias.objects.filter(version__in=page).values_list("version_id", "alias"):
             aliases.setdefault(version_id, []).append(alias)
     body: dict[str, Any] = {"model_versions": [s.model_version(v, aliases.get(v.pk)) for v in page[:limit]]}
     if len(page) > limit:
