@@ -187,6 +187,24 @@ class Demo:
         show("results page", self.page(f"ab-tests/{test['id']}/"))
         return test
 
+    def wait_until_assigning(self, test: dict, key: str, challenger: dict) -> None:
+        """Serve learns about the test on its next route poll; traffic sent before that is served by
+        the champion without being enrolled, so wait until a unit is assigned the challenger."""
+        import requests
+
+        url = f"{self.args.serve_url}/serve/{self.team}/{DEPLOYMENT}/predict"
+        deadline = time.monotonic() + 60
+        for probe in range(10_000):
+            row = {**self.live_rows[0], "unit_id": f"{test['id']}-probe-{probe}"}
+            answer = requests.post(
+                url, json={"dataframe_records": [row]}, headers={"Authorization": f"Bearer {key}"}, timeout=10
+            )
+            if answer.status_code == 200 and answer.json()["versions"] == [str(challenger["id"])]:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the serve process did not start assigning units to the test: {answer.text[:300]}")
+            time.sleep(0.2)
+
     def traffic(self, test: dict, key: str) -> dict:
         from cellar.abstats.simulate import simulate
 
@@ -259,6 +277,7 @@ class Demo:
         challenger = self.alias("challenger")
         self.compare_link(challenger)
         test = self.ab_test(champion, challenger)
+        self.wait_until_assigning(test, key, challenger)
         self.traffic(test, key)
         self.promote(test, challenger)
         where = f" (password in {self.args.password_file})" if self.args.password_file else ""
