@@ -69,3 +69,11 @@ def test_a_stopped_test_says_who_stopped_it_and_its_last_decision(client, member
     assert "Stopped without a winner" in body and f"Stopped by <strong>{members['admin'].username}</strong>" in body
     assert "budget ran out" in body and "Last decision: <strong>Collecting data</strong>" in body
     assert 'data-testid="promote"' not in body
+
+
+def test_the_list_names_each_arm_by_its_model_version(client, members, make_test):
+    test = make_test()
+    client.force_login(members["viewer"])
+    body = client.get("/t/acme/ab-tests/").content.decode()
+    assert "control · ranker v1 · 50%" in body and "b · ranker v2 · 50%" in body
+    assert f"b · v{test.arms.get(key='b').version_id} ·" not in body  # an id is not a version number

@@ -162,3 +162,19 @@ def test_srm_banner_and_viewer_without_buttons(page, team, members, setup):
     expect(page.get_by_test_id("promote")).to_have_count(0)
     visit(page, "/t/acme/ab-tests/", "abtests-list", ready="[data-testid='abtests-table']")
     expect(page.get_by_test_id(f"abtest-{test.pk}")).to_contain_text("churn v2 vs v1")
+
+
+def test_stopping_shows_who_stopped_it_and_the_last_decision(page, team, members, setup):
+    test = _test_with_data(team, setup, counts=(800, 800), rates=(0.10, 0.10))
+    sign_in(page, "admin-user", shots="abtests-stop", path=f"/t/acme/ab-tests/{test.pk}/")
+    expect(page.get_by_test_id("decision-state")).to_have_text("No significant difference yet")
+    page.get_by_test_id("stop-reason").fill("the launch date moved")
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("test-status")).to_have_text("stopped")
+    expect(page.get_by_test_id("decision-state")).to_have_text("Stopped")
+    expect(page.get_by_test_id("outcome-by")).to_contain_text("Stopped by admin-user on ")
+    expect(page.get_by_test_id("outcome-reason")).to_have_text("the launch date moved")
+    expect(page.get_by_test_id("outcome-decision")).to_contain_text("Last decision: No significant difference yet")
+    expect(page.get_by_test_id("promote")).to_have_count(0)
+    expect(page.get_by_test_id("stop")).to_have_count(0)
+    snap(page, "abtests-stopped")

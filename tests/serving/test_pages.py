@@ -121,3 +121,9 @@ def test_drift_ties_as_displayed_go_by_natural_name():
 
     rows = [{"feature": n, "psi": p, "warning": False, "error": ""} for n, p in [("p60", 0.1181), ("p29", 0.1179)]]
     assert [r["feature"] for r in drift_rows([{"features": rows}])[0]["shown"]] == ["p29", "p60"]  # both "0.118"
+
+
+def test_the_list_names_each_route_by_its_model_version(client, members, team, version, deploy):
+    deploy(team, "churn-api", {version: 1})
+    body = _client(client, members["viewer"]).get("/t/acme/deployments/").content.decode()
+    assert f'title="version id {version.pk}">churn v1 · 100%</span>' in body

@@ -24,9 +24,20 @@ def serve_url(request: HttpRequest) -> str:
     return settings.CELLAR_SERVE_PUBLIC_URL
 
 
+def label_versions(team: Any, items: list[Any]) -> None:
+    """Sets `label` ("churn v2", else "version <id>") on objects with a `version_id`; one lookup per version."""
+    names: dict[str, str] = {}
+    for item in items:
+        if item.version_id not in names:
+            model = version_manifest(team=team, version_id=item.version_id)
+            names[item.version_id] = f"{model['model']} v{model['version']}" if model else f"version {item.version_id}"
+        item.label = names[item.version_id]
+
+
 @team_page(READ)
 def deployments(request: HttpRequest, access: TeamAccess) -> HttpResponse:
     rows = selectors.deployment_list(team=access.team)
+    label_versions(access.team, [route for row in rows for route in row.routes])
     can_write = WRITE in access.scopes
     context = {
         "access": access,
