@@ -100,6 +100,15 @@ def _test_with_data(team, setup, *, counts, rates, guardrail=False):
     return test
 
 
+def expect_ended(page, status: str) -> None:
+    """A finished test: its status, the outcome card (who, when) and no buttons."""
+    expect(page.get_by_test_id("test-status")).to_have_text(status)
+    expect(page.get_by_test_id("decision-state")).to_have_text(status.capitalize())
+    expect(page.get_by_test_id("outcome-by")).to_contain_text(f"{status.capitalize()} by admin-user on ")
+    for button in ("promote", "stop", "extend"):
+        expect(page.get_by_test_id(button)).to_have_count(0)
+
+
 def test_empty_list_and_create_form(page, members, setup):
     sign_in(page, "admin-user", shots="abtests-admin", path="/t/acme/ab-tests/")
     visit(page, "/t/acme/ab-tests/", "abtests-empty", ready="[data-testid='abtests-empty']")
@@ -141,12 +150,9 @@ def test_ready_results_page_and_promote(page, team, members, setup):
         expect(page.get_by_text("P(beats control)")).to_be_in_viewport()
     snap(page, "abtests-ready-full")
     page.get_by_test_id("promote").click()
-    expect(page.get_by_test_id("test-status")).to_have_text("promoted")
     expect(page.locator(".messages")).to_contain_text("Winner promoted")
-    expect(page.get_by_test_id("decision-state")).to_have_text("Promoted")
+    expect_ended(page, "promoted")
     expect(page.get_by_test_id("outcome")).to_have_text("Promoted: b (churn v2) is the champion and serves 100%")
-    expect(page.get_by_test_id("outcome-by")).to_contain_text("Promoted by admin-user")
-    expect(page.get_by_test_id("promote")).to_have_count(0)
     assert [(r.version_id, r.weight) for r in Route.all_teams.filter(team=team)] == [(setup["v2"], 1.0)]
     snap(page, "abtests-promoted")
 
@@ -170,11 +176,7 @@ def test_stopping_shows_who_stopped_it_and_the_last_decision(page, team, members
     expect(page.get_by_test_id("decision-state")).to_have_text("No significant difference yet")
     page.get_by_test_id("stop-reason").fill("the launch date moved")
     page.get_by_test_id("stop").click()
-    expect(page.get_by_test_id("test-status")).to_have_text("stopped")
-    expect(page.get_by_test_id("decision-state")).to_have_text("Stopped")
-    expect(page.get_by_test_id("outcome-by")).to_contain_text("Stopped by admin-user on ")
+    expect_ended(page, "stopped")
     expect(page.get_by_test_id("outcome-reason")).to_have_text("the launch date moved")
     expect(page.get_by_test_id("outcome-decision")).to_contain_text("Last decision: No significant difference yet")
-    expect(page.get_by_test_id("promote")).to_have_count(0)
-    expect(page.get_by_test_id("stop")).to_have_count(0)
     snap(page, "abtests-stopped")
