@@ -94,14 +94,21 @@ def traffic_until_ready(
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:
-            results = client.get(f"teams/demo/ab-tests/{test}/results/", params={"refresh": "1"})
+            results = client.get(f"teams/demo/ab-tests/{test}/results/", refresh="1")
             if sum(arm["units"] for arm in results["arms"]) >= number * units or time.monotonic() > deadline:
                 break
             time.sleep(1)
+        arms = [(arm.get("key"), arm["units"]) for arm in results["arms"]]
+        print(f"traffic round {number}: {results['decision']}; arms {arms}", flush=True)
         if results["decision"]["state"] == "ready":
             return results
+    from cellar_server.abtests.models import Event, Exposure
+
     arms = [(arm.get("key"), arm["units"]) for arm in results.get("arms", [])]
-    raise AssertionError(f"no decision after {rounds} rounds: {results.get('decision')}; arms {arms}")
+    stored = Exposure.all_teams.filter(test_id=test).count(), Event.all_teams.filter(test_id=test).count()
+    raise AssertionError(
+        f"no decision after {rounds} rounds: {results.get('decision')}; arms {arms}; stored exposures, events: {stored}"
+    )
 
 
 class Shots:
