@@ -34,8 +34,9 @@ def label_arms(*, test: ABTest, result: dict[str, Any]) -> dict[str, str]:
     """Adds name/url/display to each arm of `result` (in place); returns {arm key: display}.
 
     `display` is "b · churn v2" (the key alone when the version has no name); the decision summary's
-    quoted arm keys and each comparison's `arm_display` use it too."""
+    quoted arm keys and each comparison's `arm_display` use it too (`arm_name`: "churn v2" or "")."""
     displays: dict[str, str] = {}
+    names: dict[str, str] = {}
     for arm in result["arms"]:
         info = bridges.version_info(team=test.team, version_id=arm["version_id"]) or {}
         name = f"{info['model']} v{info['version']}" if info.get("model") else ""
@@ -43,9 +44,11 @@ def label_arms(*, test: ABTest, result: dict[str, Any]) -> dict[str, str]:
         arm["url"] = _version_url(test.team.slug, info)
         arm["display"] = f"{arm['key']} · {name}" if name else arm["key"]
         displays[arm["key"]] = arm["display"]
+        names[arm["key"]] = name
     for metric in result["metrics"]:
         for comp in metric["comparisons"]:
             comp["arm_display"] = displays.get(comp["arm"], comp["arm"])
+            comp["arm_name"] = names.get(comp["arm"], "")
     result["decision"]["summary"] = _named(result["decision"]["summary"], displays)
     return displays
 
