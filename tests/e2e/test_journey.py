@@ -222,10 +222,14 @@ def _journey(page, hub_app, engine, live_server, team, nina, serve, shots, probl
     challenger = model_version_get(team=team, name=MODEL, alias="challenger")
     assert challenger is not None and challenger.version == 2
 
-    # The compare view: both pipeline runs' tracking runs, side by side.
-    cellar.goto(
-        f"{live_server.url}/t/demo/compare/?runs={champion_run.tracking_run}&runs={challenger_run.tracking_run}"
-    )
+    # The compare view, reached as a person does: Experiments -> the pipeline's experiment -> tick
+    # both runs -> Compare selected.
+    cellar.goto(f"{live_server.url}/t/demo/experiments/")
+    cellar.get_by_test_id("experiment-table").get_by_role("link", name=re.compile(PIPELINE)).click()
+    for run in (champion_run, challenger_run):
+        cellar.locator(f"tr[data-run='{run.tracking_run}'] input[name='run']").check()
+    cellar.get_by_test_id("compare-button").click()
+    expect(cellar).to_have_url(re.compile(r"/t/demo/compare/"))
     expect(cellar.get_by_test_id("run-legend").locator("li")).to_have_count(2)
     expect(cellar.get_by_test_id("diff-table")).to_be_visible()
     shots(cellar, "compare")
