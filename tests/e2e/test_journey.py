@@ -151,15 +151,15 @@ def _journey(page, hub_app, engine, live_server, team, nina, serve, shots, probl
     expect(page.get_by_test_id("workspace-state")).to_have_text("running", timeout=LAB_TIMEOUT)
     shots(page, "workspace")
 
-    # --- 2. JupyterLab: the demo notebook's first cells (parameters, imports, functions) -----------
-    # Not the load cell: a kernel's token has no data scope, so cellar.dataset() on the team's
-    # connection is refused in a notebook (403 "needs the 'data:write' scope"); steps read it fine.
+    # --- 2. JupyterLab: the demo notebook's first cells (parameters, imports, functions, load) -------
+    # The load cell reads the warehouse through the team's connection with the kernel's token.
     page.get_by_test_id("open-lab").click()
     page.locator(".jp-LabShell").wait_for(timeout=LAB_TIMEOUT)
     lab = page
     lab.goto(f"{HUB_URL}/user/nina/lab/tree/form_reader.ipynb")
     lab.locator(".jp-NotebookPanel:visible .jp-Cell").nth(9).wait_for(timeout=LAB_TIMEOUT)
-    run_first_cells(lab, 3)
+    run_first_cells(lab, 4)
+    expect(lab.locator(".jp-OutputArea-output").filter(has_text="(1849, 67)")).to_be_visible()
     shots(lab, "notebook")
 
     # --- 3. promote every cell to production and run it --------------------------------------------

@@ -29,7 +29,8 @@ def test_one_token_per_team_with_the_kernel_scopes_the_role_grants(carol):
     assert sorted(issued.tokens) == ["ml", "ops"]
     scopes = {t.team.slug: set(t.scopes) for t in _kernel_tokens(carol)}
     assert scopes["ml"] == set(services.KERNEL_SCOPES)  # an admin's kernel may promote
-    assert scopes["ops"] == {"experiments:read", "pipelines:read"}  # a viewer's only reads
+    # a viewer's only reads (and no data:read: reading a secret's value needs data:write)
+    assert scopes["ops"] == {"experiments:read", "pipelines:read", "data:read", "models:read"}
     assert issued.renew_after < issued.expires_at
 
 

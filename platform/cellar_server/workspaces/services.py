@@ -36,6 +36,13 @@ KERNEL_SCOPES = frozenset(
         "pipelines:write",
         "pipelines:run",
         "pipelines:promote",
+        # What the SDK does from a notebook: read data through the team's connections and secrets
+        # (cellar.dataset / connect / secret), register models and move their aliases.
+        "data:read",
+        "data:write",
+        "models:read",
+        "models:write",
+        "models:promote",
     }
 )
 KERNEL_TOKEN_NAME = "workspace kernel"
