@@ -50,6 +50,16 @@ def test_navigation_lists_every_section(client, members):
         assert f'data-nav="{key}"' in html
 
 
+def test_team_home_names_the_team_and_counts_members_in_words(client, team, db):
+    owner = add_member(team, UserFactory(username="solo"), "owner")
+    html = _login(client, owner).get("/t/acme/").content.decode()
+    assert "<span>member</span>" in html and "members</span>" not in html
+    assert 'data-testid="current-team" title="acme">Acme ML</a>' in html
+    assert "promote its cells" in html and "deploy" in html
+    viewer = add_member(team, UserFactory(username="second"), "viewer")
+    assert "<span>members</span>" in _login(client, viewer).get("/t/acme/").content.decode()
+
+
 def test_create_team_from_the_page(client, db):
     user = UserFactory(username="maker")
     response = _login(client, user).post("/teams/", {"slug": "made-here", "name": "Made"})

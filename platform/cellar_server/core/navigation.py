@@ -49,4 +49,6 @@ def navigation(request: HttpRequest) -> dict:
             url = None
         active = bool(current) and current.startswith(prefixes)
         items.append(NavItem(key, label, url_name, url, active))
-    return {"nav_items": items, "nav_team_slug": team_slug}
+    # A team page's decorator records the team's name once access is checked; other pages show the slug.
+    team_name = getattr(request, "cellar_team_name", None) or team_slug
+    return {"nav_items": items, "nav_team_slug": team_slug, "nav_team_name": team_name}

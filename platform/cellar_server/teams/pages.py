@@ -27,6 +27,7 @@ def team_page(scope: str) -> Callable:
             access = team_access(user=request.user, slug=team_slug)
             if access is None:
                 raise Http404("No such team.")
+            request.cellar_team_name = access.team.name  # the header shows the name, not the slug
             if scope not in access.scopes:
                 raise PermissionDenied(f"This page needs the '{scope}' scope.")
             with team_scope(access.team.id):
