@@ -19,6 +19,7 @@ from typing import Any
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -169,7 +170,13 @@ def run_live(request: HttpRequest, access: TeamAccess, pipeline_name: str, run_n
     """The polled fragment: state, progress, the coloured DAG, fan-out bars, the first error."""
     pipeline = _pipeline_or_404(pipeline_name)
     run = _run_or_404(pipeline, run_number)
-    return render(request, "pipelines/_run_live.html", _live_context(access, pipeline, run))
+    context = _live_context(access, pipeline, run)
+    response = render(request, "pipelines/_run_live.html", context)
+    if not context["live"]:  # the last poll: the metrics the steps logged replace the card drawn at page load
+        metrics = selectors.run_metrics(run=run, team=access.team)
+        card = {**context, "metrics": metrics, "oob": True}
+        response.content += render_to_string("pipelines/_run_metrics.html", card, request=request).encode()
+    return response
 
 
 @team_page(READ)

@@ -194,7 +194,8 @@ def test_query_counts_do_not_grow_with_the_run(
 
 
 # Pinned: session, membership, pipeline, run (+ version spec, step counts, metrics, task page).
-QUERIES = {"1/": 12, "1/live/": 8, "1/tasks/?step=square": 8, "": 7}
+# A finished run's live fragment is its last poll: it also carries the metrics card (two reads).
+QUERIES = {"1/": 12, "1/live/": 10, "1/tasks/?step=square": 8, "": 7}
 
 
 def test_the_metrics_a_run_logged_show_on_its_page(client, members, team, fan_run):
@@ -204,6 +205,25 @@ def test_the_metrics_a_run_logged_show_on_its_page(client, members, team, fan_ru
     run_log_batch(run=tracked, metrics=[{"key": "auc", "value": 0.875, "timestamp": 1, "step": 3}])
     body = login(client, members["viewer"]).get(f"{T}fan/runs/1/").content.decode()
     assert 'data-metric="auc"' in body and "0.875" in body and f"/t/acme/runs/{fan_run.tracking_run}/" in body
+
+
+def test_the_last_poll_brings_the_metrics_logged_after_the_page_loaded(client, members, team, promote, start_run):
+    """The page was drawn before a step logged anything; the poll that sees the run end swaps the card in."""
+    from cellar_server.tracking.services.runs import run_get, run_log_batch
+
+    run = start_run(promote(fanout_notebook(), name="fan"))
+    c = login(client, members["viewer"])
+    assert "No metric logged yet" in c.get(f"{T}fan/runs/{run.number}/").content.decode()
+    live = c.get(f"{T}fan/runs/{run.number}/live/").content.decode()
+    assert 'id="run-metrics"' not in live  # polls of a live run do not redraw the card
+    run_log_batch(
+        run=run_get(team=team, run_id=run.tracking_run),
+        metrics=[{"key": "accuracy", "value": 0.9, "timestamp": 1, "step": 0}],
+    )
+    PipelineRun.all_teams.filter(pk=run.pk).update(state="succeeded")
+    last = c.get(f"{T}fan/runs/{run.number}/live/").content.decode()
+    assert 'id="run-metrics" data-testid="run-metrics" hx-swap-oob="true"' in last
+    assert 'data-metric="accuracy"' in last and "No metric logged yet" not in last
 
 
 @pytest.mark.parametrize("step,index,queries", [("plus", 1, 10), ("total", -1, 10)], ids=["branch", "join"])
