@@ -107,6 +107,8 @@ def test_the_run_page_shows_the_dag_states_progress_and_metrics(client, members,
     assert 'data-testid="foreach-progress"' in body and ">3/3<" in body
     assert "hx-trigger" not in body  # finished: nothing polls
     assert "<code>n</code>" in body and "<code>3</code>" in body  # parameters
+    for state in ("pending", "queued", "dispatched", "running", "succeeded", "failed"):  # the graph's legend
+        assert f'<span class="state-key {state}"></span> {state}' in body
 
 
 def test_a_failed_run_page_names_the_failure_and_the_dag_shows_it(client, members, failed):
