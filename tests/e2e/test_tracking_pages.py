@@ -282,3 +282,43 @@ def test_a_hundred_runs_page_and_compare(page, live_server, team, members):
     assert page.locator(".chart-slot[data-key=val_loss] .scatterlayer .trace").count() == 100
     expect(page.locator("#parallel-chart[data-rendered=true]")).to_be_attached()
     snap(page, "tracking-32-compare-100-charts")
+
+
+def test_compare_draws_a_single_point_and_legible_parameter_axes(page, live_server, team, members):
+    """A score logged once (twice, at step 0) is a visible point, not an empty chart; eight long
+    parameter names on the parallel plot are shortened and slanted, not stacked on each other."""
+    builder = TrackingBuilder(team)
+    experiment = builder.experiment("pipeline:form-reader")
+    params = {
+        "best_setting": "{'C': 1.0}",
+        "extra_features": "false",
+        "settings_per_family": 2,
+        "model_name": "form-reader",
+        "candidate_families": '["logistic"]',
+        "test_size": 0.3,
+        "seed": 7,
+        "alias": "champion",
+    }
+    made = [
+        builder.run(
+            experiment,
+            name=f"form-reader #{i + 1}",
+            params={**params, "alias": alias, "best_setting": setting},
+            history={"accuracy": [(0, 0.97), (0, 0.97)], "candidate_accuracy": [(0, 0.9705 + i / 1000), (1, 0.972)]},
+        )
+        for i, (alias, setting) in enumerate([("champion", "{'C': 1.0}"), ("challenger", "{'C': 0.05}")])
+    ]
+    sign_in(page, "viewer-user", shots="tracking-point")
+    visit(page, "/t/acme/compare/?runs=" + ",".join(r.run_uuid for r in made), "tracking-40-compare-point")
+    wait_for_charts(page, 2)
+    expect(page.locator(".chart-slot[data-key=accuracy] .scatterlayer .point")).to_have_count(2)
+    expect(page.locator(".chart-slot[data-key=candidate_accuracy] .scatterlayer .point")).to_have_count(4)
+    parallel = page.locator("#parallel-chart[data-rendered=true]")
+    expect(parallel).to_be_attached()
+    labels = parallel.locator("text.axis-title")
+    expect(labels).to_have_count(8)  # seven parameters and the metric
+    names = labels.all_text_contents()
+    assert "candidate_fam…" in names and max(len(n) for n in names) <= 14, names
+    assert "rotate(-30" in (labels.first.get_attribute("transform") or ""), "the names are slanted"
+    parallel.scroll_into_view_if_needed()
+    snap(page, "tracking-41-compare-point")

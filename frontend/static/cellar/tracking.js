@@ -6,6 +6,15 @@
   const PLOT_CONFIG = { displayModeBar: false, responsive: true };
   const FONT = { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 12, color: "#1d2433" };
 
+  const FEW_POINTS = 20;
+  const PARALLEL_AXES = 8; // parameters and the metric: more and their labels cannot be read in a card
+  const LABEL_CHARS = 14;
+
+  function shorten(text) {
+    const s = String(text);
+    return s.length > LABEL_CHARS ? `${s.slice(0, LABEL_CHARS - 1)}…` : s;
+  }
+
   function markRendered(el) {
     el.dataset.rendered = "true";
   }
@@ -14,9 +23,12 @@
   function drawLines(el) {
     const data = JSON.parse(el.nextElementSibling.textContent);
     const many = data.traces.length > 12;
+    // A curve of one step (a final score logged once, or twice at step 0) would be an invisible
+    // zero-length line: draw it as a point; a short curve gets markers on its line.
+    const mode = (t) => (new Set(t.x).size === 1 ? "markers" : t.x.length <= FEW_POINTS ? "lines+markers" : "lines");
     const traces = data.traces.map((t) => ({
       type: "scatter",
-      mode: t.x.length === 1 ? "markers" : "lines",
+      mode: mode(t),
       x: t.x,
       y: t.y,
       name: t.name,
@@ -57,10 +69,15 @@
 
   // A parameter axis: numeric when every run has a number, else one tick per distinct value.
   function dimension(label, values) {
-    if (values.every(isNumber)) return { label, values };
+    if (values.every(isNumber)) return { label: shorten(label), values };
     const text = values.map((v) => (v === null ? "—" : String(v)));
     const ticks = distinct(values).sort();
-    return { label, values: text.map((v) => ticks.indexOf(v)), tickvals: ticks.map((_, i) => i), ticktext: ticks };
+    return {
+      label: shorten(label),
+      values: text.map((v) => ticks.indexOf(v)),
+      tickvals: ticks.map((_, i) => i),
+      ticktext: ticks.map(shorten),
+    };
   }
 
   function drawParallel(el) {
@@ -74,24 +91,26 @@
       return null;
     }
     const pick = (values) => keep.map((i) => values[i]);
-    // Parameters that vary come first; the plot stays readable with a dozen axes.
+    // Parameters that vary come first; only the first few get an axis (the table below lists them all).
     const keys = Object.keys(data.params).sort((a, b) => {
       const va = distinct(pick(data.params[a])).length > 1 ? 0 : 1;
       const vb = distinct(pick(data.params[b])).length > 1 ? 0 : 1;
       return va - vb || a.localeCompare(b);
     });
-    const dims = keys.slice(0, 12).map((k) => dimension(k, pick(data.params[k])));
+    const dims = keys.slice(0, PARALLEL_AXES - 1).map((k) => dimension(k, pick(data.params[k])));
     const colors = pick(metricValues);
-    dims.push({ label: metric, values: colors });
+    dims.push({ label: shorten(metric), values: colors });
     const trace = {
       type: "parcoords",
       // The last axis is the metric itself, so the colour needs no separate scale.
       line: { color: colors, colorscale: "Viridis", showscale: false },
       dimensions: dims,
-      labelfont: FONT,
-      tickfont: { ...FONT, size: 11 },
+      // Slanted names do not run into each other when the axes stand close together.
+      labelangle: dims.length > 4 ? -30 : 0,
+      labelfont: { ...FONT, size: 11 },
+      tickfont: { ...FONT, size: 10 },
     };
-    const layout = { font: FONT, margin: { t: 40, r: 50, b: 20, l: 50 } };
+    const layout = { font: FONT, margin: { t: dims.length > 4 ? 84 : 40, r: 50, b: 20, l: 90 } };
     return Plotly.newPlot(el, [trace], layout, PLOT_CONFIG);
   }
 
