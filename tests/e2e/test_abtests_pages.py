@@ -5,6 +5,7 @@ banner), and a viewer who sees results but no buttons."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -40,7 +41,7 @@ def setup(team, members, tmp_path, settings):
     return {"admin": admin, "v1": str(v1.pk), "v2": str(v2.pk)}
 
 
-def _test_with_data(team, setup, *, counts, rates, guardrail=False):
+def _test_with_data(team, setup, *, counts, rates, guardrail=False, minutes=90):
     test = abtest_create(
         team=team,
         actor=setup["admin"],
@@ -56,8 +57,10 @@ def _test_with_data(team, setup, *, counts, rates, guardrail=False):
     )
     rng = np.random.default_rng(2)
     start = datetime.now(UTC) - timedelta(minutes=90)
+    if not minutes:  # every exposure in one minute: the timeline has a single bucket
+        start = start.replace(second=0, microsecond=0)
     units = [
-        (f"u{arm}-{i}", arm, start + timedelta(minutes=int(i * 90 / counts[arm])))
+        (f"u{arm}-{i}", arm, start + timedelta(minutes=int(i * minutes / counts[arm])))
         for arm in (0, 1)
         for i in range(counts[arm])
     ]
@@ -155,6 +158,21 @@ def test_ready_results_page_and_promote(page, team, members, setup):
     expect(page.get_by_test_id("outcome")).to_have_text("Promoted: b (churn v2) is the champion and serves 100%")
     assert [(r.version_id, r.weight) for r in Route.all_teams.filter(team=team)] == [(setup["v2"], 1.0)]
     snap(page, "abtests-promoted")
+
+
+def test_a_single_time_bucket_reads_as_an_hour_on_the_lift_chart(page, team, members, setup):
+    """All exposures in one minute: the cumulative-lift chart shows a point with its interval on an axis of
+    hours and minutes, not ticks like 21:23:59.999."""
+    test = _test_with_data(team, setup, counts=(1500, 1500), rates=(0.10, 0.17), minutes=0)
+    sign_in(page, "viewer-user", shots="abtests-bucket", path=f"/t/acme/ab-tests/{test.pk}/")
+    chart = page.get_by_test_id("timeline-chart")
+    expect(chart).to_have_attribute("data-rendered", "true")
+    expect(chart.locator(".scatterlayer .point")).to_have_count(1)
+    ticks = chart.locator(".xtick text").all_text_contents()
+    assert ticks and all(re.match(r"^\d\d:\d\d", t) for t in ticks), ticks
+    assert not any("." in t for t in ticks), ticks
+    chart.scroll_into_view_if_needed()
+    snap(page, "abtests-single-bucket")
 
 
 def test_srm_banner_and_viewer_without_buttons(page, team, members, setup):
