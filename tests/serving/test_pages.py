@@ -127,3 +127,17 @@ def test_the_list_names_each_route_by_its_model_version(client, members, team, v
     deploy(team, "churn-api", {version: 1})
     body = _client(client, members["viewer"]).get("/t/acme/deployments/").content.decode()
     assert f'title="version id {version.pk}">churn v1 · 100%</span>' in body
+
+
+def test_the_routes_table_shows_each_versions_aliases(client, members, team, version, deploy):
+    from cellar_server.registry import services as registry
+    from cellar_server.teams.actors import Actor
+
+    deploy(team, "churn-api", {version: 1})
+    page = _client(client, members["viewer"])
+    assert 'data-testid="route-alias"' not in page.get("/t/acme/deployments/churn-api/").content.decode()
+    registry.model_alias_set(
+        team=team, actor=Actor(user=members["admin"]), model=version.model, alias="champion", version=version.version
+    )
+    body = page.get("/t/acme/deployments/churn-api/").content.decode()
+    assert '<span class="alias-chip" data-testid="route-alias">champion</span>' in body

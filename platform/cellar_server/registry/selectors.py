@@ -56,6 +56,16 @@ def aliases_by_version(*, team: Team, models: Iterable[RegisteredModel]) -> dict
     return {k: sorted(v) for k, v in out.items()}
 
 
+def aliases_for_versions(*, team: Team, version_ids: Iterable[int]) -> dict[int, list[str]]:
+    """version pk -> alias names, for versions of any models (a deployment's routes), in one query."""
+    with team_scope(team.id):
+        rows = ModelAlias.objects.filter(version_id__in=list(version_ids)).values_list("version_id", "alias")
+        out: dict[int, list[str]] = {}
+        for version_id, alias in rows:
+            out.setdefault(version_id, []).append(alias)
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def alias_maps(*, team: Team, models: Iterable[RegisteredModel]) -> dict[int, dict[str, int]]:
     """model pk -> {alias: version number}, for a page of models in one query."""
     out: dict[int, dict[str, int]] = {m.pk: {} for m in models}

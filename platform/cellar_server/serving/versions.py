@@ -29,6 +29,16 @@ def version_manifest(*, team, version_id: str) -> dict[str, Any] | None:
     return {**manifest, "id": str(manifest.get("id", version_id))}
 
 
+def version_aliases(*, team, version_ids: list[str]) -> dict[str, list[str]]:
+    """version id -> its alias names (e.g. ["champion"]); ids that are not numbers have none."""
+    try:
+        from cellar_server.registry.selectors import aliases_for_versions
+    except ImportError:
+        return {}
+    pks = [int(v) for v in version_ids if str(v).isdigit()]
+    return {str(pk): names for pk, names in aliases_for_versions(team=team, version_ids=pks).items()}
+
+
 MAX_CHOICES = 200
 
 

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from cellar_server.serving import selectors, services
 from cellar_server.serving.apis import READ, WRITE
 from cellar_server.serving.models import DeploymentKey
-from cellar_server.serving.versions import version_choices, version_manifest
+from cellar_server.serving.versions import version_aliases, version_choices, version_manifest
 from cellar_server.teams.pages import page_actor, run_service, team_page
 from cellar_server.teams.selectors import TeamAccess
 
@@ -148,9 +148,11 @@ def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -
         raise Http404("No such deployment.")
     traffic = selectors.deployment_traffic(deployment=found)
     summary = selectors.deployment_summary(deployment=found)
+    aliases = version_aliases(team=access.team, version_ids=[route.version_id for route in summary.routes])
     route_rows = [
         {
             "route": route,
+            "aliases": aliases.get(str(route.version_id), []),
             "health": summary.health.get(route.version_id),
             "model": (model := version_manifest(team=access.team, version_id=route.version_id)),
             "url": _version_url(access.team.slug, model),
