@@ -124,6 +124,11 @@ def test_an_admin_deploys_from_the_list_and_changes_routes(page, members, team, 
     )
     sign_in(page, "admin-user", shots="serving-deploy", path="/t/acme/deployments/")
     expect(page.get_by_test_id("new-deployment")).to_have_attribute("open", "")
+    expect(page.get_by_test_id("deployments-empty")).to_be_hidden()  # the open form is the next step
+    page.get_by_test_id("new-deployment").locator("summary").click()
+    expect(page.get_by_test_id("deployments-empty")).to_be_visible()
+    page.get_by_test_id("new-deployment").locator("summary").click()
+    expect(page.get_by_test_id("deployments-empty")).to_be_hidden()
     snap(page, "serving-deploy-form")
     page.get_by_test_id("deployment-name").fill("churn-api")
     page.get_by_test_id("deployment-version").select_option(str(first.pk))
