@@ -97,7 +97,10 @@
       const vb = distinct(pick(data.params[b])).length > 1 ? 0 : 1;
       return va - vb || a.localeCompare(b);
     });
-    const dims = keys.slice(0, PARALLEL_AXES - 1).map((k) => dimension(k, pick(data.params[k])));
+    // A parameter every run shares draws a flat axis that says nothing: leave those out once two vary.
+    const varying = keys.filter((k) => distinct(pick(data.params[k])).length > 1);
+    const shown = varying.length >= 2 ? varying : keys;
+    const dims = shown.slice(0, PARALLEL_AXES - 1).map((k) => dimension(k, pick(data.params[k])));
     const colors = pick(metricValues);
     dims.push({ label: shorten(metric), values: colors });
     const trace = {
