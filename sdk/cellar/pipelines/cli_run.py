@@ -8,6 +8,7 @@ compile or the command line is wrong (every problem is printed).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -98,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: the run is recorded as cancelled", file=sys.stderr)
-        return 130
+        # The record is written and the workers are stopped. Leave now: a normal exit joins the
+        # process pool's manager thread (and any non-daemon thread), which can wait forever on a
+        # queue that a terminated worker left locked: Ctrl-C must end the command.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     print_summary(spec, local)
     if local.ok:
         return 0

@@ -138,7 +138,8 @@ def test_ctrl_c_stops_the_run_and_records_it_cancelled(write_notebook, local_dir
             ("y = x + 1", ["step:after"]),
         ]
     )
-    env = {**os.environ, "CELLAR_LOCAL_DIR": str(local_dir)}
+    # faulthandler: if the command ever hangs, SIGABRT below dumps every thread's stack into stderr.
+    env = {**os.environ, "CELLAR_LOCAL_DIR": str(local_dir), "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "cellar.cli", "run", str(path)],
         stdout=subprocess.PIPE,
@@ -157,7 +158,12 @@ def test_ctrl_c_stops_the_run_and_records_it_cancelled(write_notebook, local_dir
         else:
             pytest.fail("the step never started")
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            out, err = process.communicate(timeout=30)
+            pytest.fail(f"cellar run did not end after Ctrl-C; its threads:\n{err[-6000:]}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -351,11 +351,15 @@ def _schedule(runner: _LocalRunner, pool: ProcessPoolExecutor, report, keep_goin
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
+    # Read the workers first: shutdown() forgets them (CPython sets `_processes` to None), and a
+    # worker left alive keeps this command (and the terminal's pipes) open.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    # A step that ignores the interrupt would otherwise keep its worker (and this command) alive.
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    for process in processes:  # a step that ignores the interrupt would otherwise run on
         if process.is_alive():
             process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
