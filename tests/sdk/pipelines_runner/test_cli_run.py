@@ -148,6 +148,9 @@ def test_ctrl_c_stops_the_run_and_records_it_cancelled(write_notebook, local_dir
         env=env,
         cwd=REPO,
         start_new_session=True,  # its own process group, as a terminal gives it
+        # and Ctrl-C's default action, as a terminal gives it: a process started with SIGINT ignored
+        # keeps it ignored, and something earlier in a full test session may have left it so here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for _ in range(300):  # wait (bounded) until the step is running
