@@ -109,6 +109,23 @@ def _analyze(conn, tables: list[str]) -> None:
         conn.commit()
 
 
+def _build_search_documents(conn, team_id: int) -> None:
+    """Cellar on PostgreSQL keeps each run's params, tags and latest metrics as search documents
+    on the run row (tracking/search/documents.py), written by the API in the same transaction as
+    the rows; rows loaded with SQL get theirs from the same statement a repair uses. That second
+    pass leaves the first version of every run row dead: VACUUM removes them, as autovacuum would
+    after a load this size (this machine's server runs with autovacuum off)."""
+    from cellar_server.tracking.search.documents import REBUILD_SQL
+
+    cursor = conn.cursor()
+    cursor.execute(REBUILD_SQL.format(where="r.team_id = %s"), (team_id,))
+    conn.commit()
+    conn.autocommit = True
+    cursor.execute("VACUUM tracking_run")
+    conn.autocommit = False
+    cursor.close()
+
+
 # --- MLflow: experiments, runs, params, tags, metrics, latest_metrics (created by `mlflow server`) ---
 
 
@@ -232,6 +249,8 @@ def populate_cellar(
                 [(history_pk, HISTORY_KEY, last[2], False, last[0], last[1])],
             )
         conn.commit()
+        if not isinstance(conn, sqlite3.Connection):
+            _build_search_documents(conn, team_id)
         _analyze(
             conn, ["tracking_run", "tracking_param", "tracking_runtag", "tracking_metric", "tracking_latestmetric"]
         )

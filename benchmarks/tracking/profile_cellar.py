@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default="log_metric,log_batch,search,history")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--explain", action="store_true", help="print the plan of each request's slowest SELECT")
+    parser.add_argument("--keep", action="store_true", help="keep the populated database and print its URL")
     args = parser.parse_args(argv)
     n_runs, n_points = (1_000, 10_000) if args.quick else (10_000, 100_000)
     cleanup = servers.Cleanup()
@@ -89,8 +90,11 @@ def main(argv: list[str]) -> int:
             if name not in wanted and name.removesuffix("_all_pages") not in wanted:
                 continue
             report(name, op, reps, args.top, args.explain)
+        if args.keep:
+            print(f"kept: DATABASE_URL={env['DATABASE_URL']}", file=sys.stderr)
     finally:
-        cleanup.run()
+        if not args.keep:
+            cleanup.run()
     return 0
 
 
@@ -125,6 +129,13 @@ def report(name: str, op, reps: int, top: int, explain: bool) -> None:
         op()
     profiler.disable()
     print(f"--- cProfile, {reps} requests, {(time.perf_counter() - started) / reps * 1000:.1f} ms each (profiled)")
+    timed = []
+    for _ in range(max(reps * 3, 20)):
+        started = time.perf_counter()
+        op()
+        timed.append((time.perf_counter() - started) * 1000)
+    timed.sort()
+    print(f"--- timed without the profiler: {len(timed)} requests, median {timed[len(timed) // 2]:.2f} ms")
     for order in ("cumulative", "tottime"):
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(top)

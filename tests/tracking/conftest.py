@@ -6,6 +6,7 @@ Small amounts go through the services (what the MLflow API calls); large volumes
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -16,8 +17,11 @@ from cellar_server.core.scoping import team_scope
 from cellar_server.teams.models import Team
 from cellar_server.tracking import curves
 from cellar_server.tracking.models import Experiment, LatestMetric, Metric, Param, Run, RunTag
+from cellar_server.tracking.search import documents
 from cellar_server.tracking.services import artifacts, experiments, runs
+from tests.factories import mint_token
 
+BASE = "/t/acme/mlflow/api/2.0/mlflow/"
 T0 = 1_700_000_000_000  # a fixed epoch-ms origin keeps orderings deterministic
 
 
@@ -82,6 +86,7 @@ class TrackingBuilder:
             run=run, key=key, defaults={"value": value(last), "step": last, "timestamp": T0 + last}
         )
         self.summarize(run, key)
+        documents.rebuild([run.pk])
 
     def summarize(self, run: Run, key: str) -> None:
         """The step-bucket summaries the service keeps, for histories inserted directly."""
@@ -126,6 +131,7 @@ class TrackingBuilder:
         Param.objects.bulk_create(rows_p, batch_size=5000)
         LatestMetric.objects.bulk_create(rows_m, batch_size=5000)
         RunTag.objects.bulk_create(rows_t, batch_size=5000)
+        documents.rebuild([run.pk for run in made])  # what a bulk load owes the searches (PostgreSQL)
         return made
 
     def artifact(self, run: Run, relative: str, data: bytes) -> None:
@@ -150,3 +156,28 @@ def tracking(team) -> TrackingBuilder:
 @pytest.fixture
 def rival_tracking(other_team) -> TrackingBuilder:
     return TrackingBuilder(other_team)
+
+
+class Mlflow:
+    """A thin MLflow-wire client over Django's test client."""
+
+    def __init__(self, client, raw_token: str, base: str = BASE):
+        self.client, self.base = client, base
+        self.headers = {"HTTP_AUTHORIZATION": f"Bearer {raw_token}"}
+
+    def post(self, endpoint: str, body: dict | str):
+        data = body if isinstance(body, str) else json.dumps(body)
+        return self.client.post(self.base + endpoint, data, content_type="application/json", **self.headers)
+
+    def get(self, endpoint: str, **params):
+        return self.client.get(self.base + endpoint, params, **self.headers)
+
+    def run(self, experiment_id: str = "0") -> str:
+        response = self.post("runs/create", {"experiment_id": experiment_id, "start_time": 1000})
+        assert response.status_code == 200, response.content
+        return response.json()["run"]["info"]["run_id"]
+
+
+@pytest.fixture
+def ml(client, team, members):
+    return Mlflow(client, mint_token(team, members["editor"])[1])

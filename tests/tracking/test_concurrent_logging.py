@@ -11,9 +11,11 @@ import time
 
 import pytest
 import requests
+from django.db import connection
 
 from cellar_server.tracking.models import LatestMetric, Metric, Param, Run
 from tests.factories import mint_token
+from tests.tracking.search_documents import documents_from_tables, documents_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_databases]
 
@@ -44,7 +46,12 @@ def test_fifty_clients_on_one_run_lose_nothing(live_server, team, members):
             step += 1
         for _ in range(BATCHES):
             metrics = [{"key": "loss", "value": s, "timestamp": 1, "step": s} for s in range(step, step + BATCH_SIZE)]
-            batch = {"run_id": run_id, "metrics": metrics, "params": [{"key": f"client{n}", "value": str(n)}]}
+            batch = {
+                "run_id": run_id,
+                "metrics": metrics,
+                "params": [{"key": f"client{n}", "value": str(n)}],
+                "tags": [{"key": f"client{n}", "value": str(step)}, {"key": "last", "value": str(n)}],
+            }
             _post(session, base + "runs/log-batch", batch, failures)
             step += BATCH_SIZE
 
@@ -62,6 +69,10 @@ def test_fifty_clients_on_one_run_lose_nothing(live_server, team, members):
     assert Param.objects.filter(run=run).count() == CLIENTS
     top_step = (CLIENTS - 1) * 10_000 + SINGLE_CALLS + BATCHES * BATCH_SIZE - 1
     assert LatestMetric.objects.get(run=run, key="loss").step == top_step
+    if connection.vendor == "postgresql":  # concurrent merges into the search documents lost nothing
+        docs = documents_of(run.pk)
+        assert docs == documents_from_tables(run.pk)
+        assert len(docs["params"]) == CLIENTS and docs["metrics"]["loss"][2] == top_step
 
 
 def _post(session: requests.Session, url: str, body: dict, failures: list[str]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from cellar_server.tracking.models import (
@@ -18,35 +16,9 @@ from cellar_server.tracking.models import (
 )
 from tests.conftest import ROLES
 from tests.factories import mint_token
+from tests.tracking.conftest import BASE, Mlflow
 
 pytestmark = pytest.mark.django_db
-
-BASE = "/t/acme/mlflow/api/2.0/mlflow/"
-
-
-class Mlflow:
-    """A thin MLflow-wire client over Django's test client."""
-
-    def __init__(self, client, raw_token: str, base: str = BASE):
-        self.client, self.base = client, base
-        self.headers = {"HTTP_AUTHORIZATION": f"Bearer {raw_token}"}
-
-    def post(self, endpoint: str, body: dict | str):
-        data = body if isinstance(body, str) else json.dumps(body)
-        return self.client.post(self.base + endpoint, data, content_type="application/json", **self.headers)
-
-    def get(self, endpoint: str, **params):
-        return self.client.get(self.base + endpoint, params, **self.headers)
-
-    def run(self, experiment_id: str = "0") -> str:
-        response = self.post("runs/create", {"experiment_id": experiment_id, "start_time": 1000})
-        assert response.status_code == 200, response.content
-        return response.json()["run"]["info"]["run_id"]
-
-
-@pytest.fixture
-def ml(client, team, members):
-    return Mlflow(client, mint_token(team, members["editor"])[1])
 
 
 def _error(response) -> tuple[int, str]:
@@ -334,45 +306,6 @@ def test_a_batch_that_repeats_some_stored_points_adds_only_the_new_ones(ml):
     steps = list(Metric.objects.filter(run=run, key="loss").order_by("step").values_list("step", flat=True))
     assert steps == list(range(1000))
     assert LatestMetric.objects.get(run=run, key="loss").step == 999
-
-
-def _search(ml, filter_string: str, order_by: list[str] | None = None) -> list[str]:
-    body = {"experiment_ids": ["0"], "filter": filter_string, "order_by": order_by or [], "max_results": 100}
-    response = ml.post("runs/search", body)
-    assert response.status_code == 200, response.content
-    return [r["info"]["run_name"] for r in response.json().get("runs", [])]
-
-
-def test_search_equalities_ranges_and_missing_keys(ml):
-    long_value = "x" * 150  # longer than the indexed prefix of a value
-    runs = {
-        "a": ({"opt": "adam", "note": long_value}, {"acc": 0.9}, {"stage": "prod"}),
-        "b": ({"opt": "adam", "note": long_value[:-1] + "y"}, {"acc": 0.4}, {"stage": "dev"}),
-        "c": ({"opt": "sgd"}, {"acc": 0.95}, {"stage": "prod"}),
-        "d": ({}, {"acc": "NaN"}, {}),
-    }
-    for name, (params, metrics, tags) in runs.items():
-        run_id = ml.run()
-        body = {
-            "run_id": run_id,
-            "params": [{"key": k, "value": v} for k, v in params.items()],
-            "metrics": [{"key": k, "value": v, "timestamp": 1, "step": 0} for k, v in metrics.items()],
-            "tags": [{"key": k, "value": v} for k, v in {**tags, "mlflow.runName": name}.items()],
-        }
-        assert ml.post("runs/log-batch", body).status_code == 200
-
-    assert sorted(_search(ml, "params.opt = 'adam'")) == ["a", "b"]
-    assert _search(ml, f"params.note = '{long_value}'") == ["a"]
-    assert sorted(_search(ml, "params.opt = 'adam' and tags.stage = 'prod'")) == ["a"]
-    assert sorted(_search(ml, "params.opt = 'adam' and metrics.acc > 0.5")) == ["a"]
-    assert _search(ml, "metrics.acc = 0.95 and params.opt != 'adam'") == ["c"]
-    assert sorted(_search(ml, "params.opt != 'adam'")) == ["c"]  # a run without the param does not match
-    assert _search(ml, "params.opt IS NULL") == ["d"]
-    assert sorted(_search(ml, "metrics.acc >= 0")) == ["a", "b", "c"]  # NaN compares with nothing
-    assert sorted(_search(ml, "tags.stage LIKE 'pr%' and params.opt = 'sgd'")) == ["c"]
-    # Ordered by a metric: numbers first, then NaN, then runs without it; either direction.
-    assert _search(ml, "", ["metrics.acc DESC"])[:4] == ["c", "a", "b", "d"]
-    assert _search(ml, "", ["metrics.acc ASC"])[:4] == ["b", "a", "c", "d"]
 
 
 def test_a_param_rewrite_in_a_batch_leaves_its_points_unwritten(ml):

@@ -26,7 +26,7 @@ from cellar_server.tracking.models import (
     Run,
     RunTag,
 )
-from cellar_server.tracking.search import queries
+from cellar_server.tracking.search import documents, queries
 from cellar_server.tracking.search.parser import EXPERIMENTS, SearchSyntaxError, parse_filter, parse_order_by
 
 VIEW_TYPES = {"ACTIVE_ONLY": [ACTIVE], "DELETED_ONLY": [DELETED], "ALL": [ACTIVE, DELETED]}
@@ -233,7 +233,15 @@ def run_search(
     has_more = len(page) > max_results
     page = page[:max_results]
     token = encode_page_token(offset + max_results) if has_more else None
-    return RunPage(page, run_data_for([row[0] for row in page]), numbers, token)
+    return RunPage(page, _page_data([row[0] for row in page]), numbers, token)
+
+
+def _page_data(run_ids: list[int]) -> dict[int, RunData]:
+    """A search page's params, tags and metrics: from the runs' search documents where there are
+    some (one row per run), else from the tables."""
+    if not documents.enabled():
+        return run_data_for(run_ids)
+    return {run_id: RunData(*parts) for run_id, parts in documents.page_data(run_ids).items()}
 
 
 def experiment_search(

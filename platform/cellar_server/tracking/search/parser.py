@@ -265,6 +265,12 @@ def _check(kind: str, key: str, op: str, value: Any, grammar: Grammar) -> None:
         raise SearchSyntaxError(f"{kind}s.{key} is a string: quote the value, like '{value}'.")
 
 
+def like_regex(pattern: str) -> str:
+    """SQL LIKE ('%' any run, '_' one char) as an anchored regex that Python's and PostgreSQL's
+    regex engines read alike, so LIKE means the same on every database."""
+    return "^" + "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern) + "$"
+
+
 def parse_filter(text: str | None, grammar: Grammar = RUNS) -> list[Clause]:
     """Parse a filter string into clauses joined by AND. Empty → no clause."""
     if not text or not text.strip():

@@ -18,13 +18,12 @@ may hold, so the value indexes keep a prefix and an equality compares that prefi
 
 from __future__ import annotations
 
-import re
-
 from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.db.models.lookups import Exact
 
 from cellar_server.tracking.models import VALUE_PREFIX, LatestMetric, Param, Run, RunTag, ValuePrefix
-from cellar_server.tracking.search.parser import Clause, OrderBy, SearchSyntaxError
+from cellar_server.tracking.search import document_queries, documents
+from cellar_server.tracking.search.parser import Clause, OrderBy, SearchSyntaxError, like_regex
 
 _ATTRIBUTE_FIELDS = {
     "run_id": "run_uuid",
@@ -40,16 +39,9 @@ _RELATIONS = {"metric": "latest_metrics", "param": "params", "tag": "tags"}
 _MODELS = {"metric": LatestMetric, "param": Param, "tag": RunTag}
 
 
-def _like_to_lookup(pattern: str, case_sensitive: bool) -> tuple[str, str]:
-    """SQL LIKE ('%' any run, '_' one char) as a Django regex lookup, portable across databases."""
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return ("regex" if case_sensitive else "iregex"), f"^{regex}$"
-
-
 def condition(field: str, op: str, value) -> Q:
     if op in ("LIKE", "ILIKE"):
-        lookup, regex = _like_to_lookup(value, case_sensitive=op == "LIKE")
-        return Q(**{f"{field}__{lookup}": regex})
+        return Q(**{f"{field}__{'regex' if op == 'LIKE' else 'iregex'}": like_regex(value)})
     if op == "!=":
         return ~Q(**{field: value})
     if op == "IN":
@@ -101,7 +93,10 @@ def _driver(clauses: list[Clause]) -> Clause | None:
 
 
 def filter_runs(queryset: QuerySet[Run], clauses: list[Clause]) -> QuerySet[Run]:
-    driver = _driver(clauses)
+    """On PostgreSQL params, tags and metrics are read from the run's search documents
+    (search/document_queries.py); elsewhere from the tables, as below."""
+    use_documents = documents.enabled()
+    driver = None if use_documents else _driver(clauses)
     for clause in clauses:
         if clause.kind == "attribute":
             queryset = queryset.filter(condition(_ATTRIBUTE_FIELDS[clause.key], clause.op, clause.value))
@@ -109,6 +104,8 @@ def filter_runs(queryset: QuerySet[Run], clauses: list[Clause]) -> QuerySet[Run]
             raise SearchSyntaxError(
                 "Searching runs by dataset is not supported yet: Cellar does not record dataset inputs."
             )
+        elif use_documents:
+            queryset = queryset.filter(document_queries.condition(clause))
         elif clause is driver:
             queryset = _join(queryset, clause)
         else:
@@ -120,9 +117,13 @@ def order_runs(queryset: QuerySet[Run], orders: list[OrderBy]) -> QuerySet[Run]:
     """Order as MLflow does: the given keys (missing values last, and NaN metrics after numbers),
     then start_time DESC, run_id."""
     expressions = []
+    use_documents = documents.enabled()
     for i, order in enumerate(orders):
         if order.kind == "attribute":
             field = F(_ATTRIBUTE_FIELDS[order.key])
+        elif use_documents:
+            expressions += document_queries.order_expressions(order)
+            continue
         else:
             relation = _RELATIONS[order.kind]
             alias = f"_order_{i}"

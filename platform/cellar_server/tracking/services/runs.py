@@ -28,6 +28,7 @@ from cellar_server.tracking.models import (
     Run,
     RunTag,
 )
+from cellar_server.tracking.search import documents
 from cellar_server.tracking.services import bulk
 from cellar_server.tracking.services.experiments import now_ms
 
@@ -120,6 +121,7 @@ def run_create(
         code_version=tag_map.get(GIT_COMMIT_TAG, "")[:100],
     )
     RunTag.objects.bulk_create([RunTag(run=run, key=k, value=val) for k, val in tag_map.items()])
+    documents.merge(run.pk, tags=tag_map)
     return run
 
 
@@ -140,6 +142,8 @@ def run_update(*, run: Run, status: str | None = None, end_time: int | None = No
         RunTag.objects.update_or_create(run=run, key=RUN_NAME_TAG, defaults={"value": run.name})
     if fields:
         run.save(update_fields=fields)
+    if run_name:
+        documents.merge(run.pk, tags={RUN_NAME_TAG: run.name})
     return run
 
 
@@ -268,6 +272,7 @@ def _write_batch(run: Run, params, tags, points, latest, summary_rows, *, ignore
                 update_fields=["value"],
             )
             _sync_run_columns(run, tags)
+        documents.merge(run.pk, params=params, tags=tags, metric_keys=[point[0] for point in latest])
 
 
 def _write_params(run: Run, new_params: dict[str, str]) -> None:
@@ -313,6 +318,9 @@ def _latest_per_key(points: list[MetricRow]) -> list[MetricRow]:
 def run_delete_tag(*, run: Run, key: str) -> None:
     if run.lifecycle_stage != ACTIVE:
         raise invalid(f"The run {run.run_uuid} must be in the 'active' state. Current state is {run.lifecycle_stage}.")
-    deleted, _ = RunTag.objects.filter(run=run, key=key).delete()
+    with transaction.atomic():
+        deleted, _ = RunTag.objects.filter(run=run, key=key).delete()
+        if deleted:
+            documents.merge(run.pk, deleted_tags=[key])
     if not deleted:
         raise missing(f"No tag with name: {key} in run with id {run.run_uuid}")
