@@ -26,7 +26,7 @@ from cellar_server.tracking.models import (
     Run,
     RunTag,
 )
-from cellar_server.tracking.search import documents, queries
+from cellar_server.tracking.search import documents, prepared, queries
 from cellar_server.tracking.search.parser import EXPERIMENTS, SearchSyntaxError, parse_filter, parse_order_by
 
 VIEW_TYPES = {"ACTIVE_ONLY": [ACTIVE], "DELETED_ONLY": [DELETED], "ALL": [ACTIVE, DELETED]}
@@ -227,9 +227,7 @@ def run_search(
         )
     except EmptyResultSet:  # nothing can match (no such experiment, an empty IN): an empty page, not a 500
         return RunPage([], {}, numbers, None)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        page = cursor.fetchall()
+    page = prepared.fetch_all(sql, params)
     has_more = len(page) > max_results
     page = page[:max_results]
     token = encode_page_token(offset + max_results) if has_more else None

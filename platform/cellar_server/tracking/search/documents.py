@@ -11,8 +11,9 @@ that no `save()` of a Run instance can ever write a stale copy back):
   no comparison matches and which sorts after every number, as in MLflow.
 
 They are derived data, written in the same transaction as the rows they summarise, by
-`merge()` from the tracking services (tracking/services/runs.py), always as the transaction's
-last statement: two writers to one run then take the run's row lock after every other lock
+`merge()` from the tracking services (tracking/services/runs.py), or for a batch of metrics
+alone inside its one statement (`merge_returned_metrics`), always as the transaction's last
+statement: two writers to one run then take the run's row lock after every other lock
 they need, so the documents add no deadlock. A merge adds to what the row holds *when the
 update runs* (`||`; PostgreSQL re-reads a row a concurrent writer just committed), so
 concurrent writers never lose each other's keys. `REBUILD_SQL` recomputes them from the
@@ -29,10 +30,11 @@ import json
 import orjson
 from django.db import connection
 
-# The latest-metric rows of a run as a document fragment; `{where}` selects the rows.
-METRICS_FRAGMENT = (
+# Latest-metric rows (columns key, value, is_nan, timestamp, step) as a document fragment;
+# `{source}` is where the rows come from.
+_METRICS_AGG = (
     "SELECT jsonb_object_agg(key, jsonb_build_array(CASE WHEN is_nan THEN NULL ELSE value::text END, "
-    "timestamp, step)) FROM tracking_latestmetric WHERE {where}"
+    "timestamp, step)) FROM {source}"
 )
 
 # Every document of the runs matched by `{where}` (on tracking_run r), recomputed from the tables.
@@ -40,9 +42,23 @@ REBUILD_SQL = (
     "UPDATE tracking_run r SET "
     "search_params = coalesce((SELECT jsonb_object_agg(key, value) FROM tracking_param WHERE run_id = r.id), '{{}}'), "
     "search_tags = coalesce((SELECT jsonb_object_agg(key, value) FROM tracking_runtag WHERE run_id = r.id), '{{}}'), "
-    "search_metrics = coalesce((" + METRICS_FRAGMENT.format(where="run_id = r.id") + "), '{{}}') "
+    "search_metrics = coalesce(("
+    + _METRICS_AGG.format(source="tracking_latestmetric WHERE run_id = r.id")
+    + "), '{{}}') "
     "WHERE {where}"
 )
+
+
+def merge_returned_metrics(cte: str) -> str:
+    """An UPDATE, for a data-modifying WITH, that merges the latest-metric rows a previous part
+    `cte` returned (the upsert returns exactly the rows it inserted or raised) into the run's
+    document; one parameter, the run's id. For a transaction that writes only metrics, so that
+    its one statement is still its last (services/bulk.py)."""
+    fragment = _METRICS_AGG.format(source=cte)
+    return (
+        f"UPDATE tracking_run SET search_metrics = search_metrics || coalesce(({fragment}), '{{}}') "
+        f"WHERE id = %s AND EXISTS (SELECT 1 FROM {cte})"
+    )
 
 
 def enabled() -> bool:
@@ -71,7 +87,7 @@ def merge(
         sets.append("search_tags = (search_tags || %s::jsonb) - %s::text[]")
         args += [json.dumps(tags or {}), list(deleted_tags or [])]
     if metric_keys:
-        fragment = METRICS_FRAGMENT.format(where="run_id = %s AND key = ANY(%s::varchar[])")
+        fragment = _METRICS_AGG.format(source="tracking_latestmetric WHERE run_id = %s AND key = ANY(%s::varchar[])")
         sets.append(f"search_metrics = search_metrics || coalesce(({fragment}), '{{}}')")
         args += [run_id, list(metric_keys)]
     if not sets:

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, connection
 
+from cellar_server.tracking.search import documents
+
 # (key, value, is_nan, step, timestamp): a cleaned metric point (services/runs.py).
 MetricRow = tuple[str, float, bool, int, int]
 
@@ -59,12 +61,15 @@ def write_points(
     summary_types: Sequence[str],
     *,
     ignore_repeats: bool,
+    merge_documents: bool = False,
 ) -> None:
     """Append points to the run's histories, raise each key's latest value, merge the summaries.
 
     With `ignore_repeats`, points already stored are left as they are; without it, PostgreSQL
     raises RepeatedPoints if there are any (the transaction is then unusable: start again).
-    SQLite always ignores repeats, at no extra cost."""
+    SQLite always ignores repeats, at no extra cost. With `merge_documents` (PostgreSQL), the
+    same statement merges the raised latest values into the run's search documents: for a
+    transaction that writes nothing else."""
     if not points:
         return
     if connection.vendor == "sqlite":
@@ -78,6 +83,10 @@ def write_points(
     latest_source, latest_params = _unnest_source(run_id, latest, _POINT_TYPES)
     parts = [insert.format(source=points_source), _UPSERT_LATEST.format(source=latest_source)]
     params = [*points_params, *latest_params]
+    if merge_documents:
+        parts[1] += " RETURNING key, value, is_nan, timestamp, step"
+        parts.append(documents.merge_returned_metrics("w1"))
+        params.append(run_id)
     if summaries:
         parts.append(summary_statement.format(source=_unnest_rows_source(summary_types)))
         params += _array_params(summaries, summary_types)

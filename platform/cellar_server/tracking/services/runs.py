@@ -261,6 +261,7 @@ def _write_batch(run: Run, params, tags, points, latest, summary_rows, *, ignore
             curves.UPSERT_BUCKETS,
             curves.ROW_TYPES,
             ignore_repeats=ignore_repeats,
+            merge_documents=not (params or tags),  # then the points' statement is the last one
         )
         if params:
             _write_params(run, params)
@@ -272,7 +273,8 @@ def _write_batch(run: Run, params, tags, points, latest, summary_rows, *, ignore
                 update_fields=["value"],
             )
             _sync_run_columns(run, tags)
-        documents.merge(run.pk, params=params, tags=tags, metric_keys=[point[0] for point in latest])
+        if params or tags:
+            documents.merge(run.pk, params=params, tags=tags, metric_keys=[point[0] for point in latest])
 
 
 def _write_params(run: Run, new_params: dict[str, str]) -> None:
