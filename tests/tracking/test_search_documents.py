@@ -89,3 +89,19 @@ def test_rebuild_reproduces_what_the_writes_merged(ml):
     assert documents.rebuild(pks) == 3
     assert {pk: documents_of(pk) for pk in pks} == merged
     assert all(merged[pk] == documents_from_tables(pk) for pk in pks)
+
+
+def test_the_rebuild_command(ml):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    run_id = ml.run()
+    pk = Run.all_teams.get(run_uuid=run_id).pk
+    assert ml.post("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "1"}).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tracking_run SET search_params = '{}' WHERE id = %s", [pk])
+    out = StringIO()
+    call_command("cellar_search_rebuild", stdout=out)
+    assert "Rebuilt the search documents of" in out.getvalue()
+    assert documents_of(pk)["params"] == {"p": "1"}
