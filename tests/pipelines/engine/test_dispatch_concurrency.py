@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_database
 control_broker, queue_reader = fx.control_broker, fx.queue_reader  # fixtures
 
 QUOTA = 3  # worker slots (messages in flight) per team, over both pools
+RESULTS = 10  # messages the finisher completes before the dispatchers may stop
 
 
 @pytest.fixture
@@ -64,12 +65,23 @@ def test_concurrent_dispatchers_never_lease_a_task_twice(pools, control_broker, 
         for pool, step in zip(pools, ("square", "plus"), strict=True):
             add_tasks(run, step, 1500, pool=pool)
     done = threading.Event()
+    finished = Counter()  # messages the finisher has committed as done
+    deadline = time.monotonic() + 120
 
     def dispatcher(order: list[str]):
+        # Rounds go on until results have freed slots RESULTS times, not for a fixed count: on
+        # SQLite a writer waiting for the lock polls (busy timeout) instead of queueing, so three
+        # dispatchers 10 ms apart could keep the finisher out of every one of a fixed number of
+        # rounds, and then only the first fill was leased (2 x QUOTA x 40 = 240 tasks).
         def loop() -> None:
-            for _ in range(25):
+            rounds = 0
+            while time.monotonic() < deadline:
+                seen = finished["messages"]
                 for pool in order:
                     dispatch_pool(pool=pool)
+                rounds += 1
+                if rounds >= 25 and seen >= RESULTS:
+                    return
                 time.sleep(0.01)  # let the finisher in (SQLite serializes the writers)
 
         return loop
@@ -86,6 +98,10 @@ def test_concurrent_dispatchers_never_lease_a_task_twice(pools, control_broker, 
                     Task.all_teams.filter(lease__startswith=prefix[:LEASE_PREFIX], state=TASK_DISPATCHED).update(
                         state=TASK_SUCCEEDED
                     )
+            if prefix:
+                finished["messages"] += 1  # counted once committed: a dispatcher that sees it can refill
+            else:
+                time.sleep(0.001)  # nothing dispatched yet: do not hold the dispatchers off the lock
 
     def dispatchers_then_stop(order):
         loop = dispatcher(order)
@@ -100,13 +116,19 @@ def test_concurrent_dispatchers_never_lease_a_task_twice(pools, control_broker, 
 
     errors = _in_threads(dispatcher(pools), dispatcher(pools[::-1]), dispatchers_then_stop(pools), finisher)
     assert errors == []
+    assert finished["messages"] >= RESULTS, f"results freed {finished['messages']} slots in 120 s"
 
     leased = Task.all_teams.exclude(lease="")
-    assert leased.count() > 2 * QUOTA * 40  # more than both teams' quotas hold at once: many rounds happened
     assert set(leased.values_list("attempt", flat=True)) == {1}  # nobody leased a task twice
     attempts = TaskAttempt.all_teams.all()
     assert attempts.count() == leased.count()
     assert Counter(attempts.values_list("task_id", flat=True)).most_common(1)[0][1] == 1
+    # Every slot a result freed was filled again: each dispatcher's last round began after RESULTS
+    # messages were done, and a round over both pools refills both teams' quotas (the window has
+    # room for more messages than the quotas hold), so the messages are at least those done plus
+    # a full set of slots.
+    messages = {lease[:LEASE_PREFIX] for lease in leased.values_list("lease", flat=True)}
+    assert len(messages) >= RESULTS + 2 * QUOTA
     # every lease travelled in exactly one message, in the task's own pool
     published = Counter()
     for pool in pools:
