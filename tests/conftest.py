@@ -1,12 +1,15 @@
-"""Fixtures shared by every suite: users, teams with each role, API clients, Redis."""
+"""Fixtures shared by every suite: users, teams with each role, API clients, Redis; and what every
+test gets: Ctrl-C as the test found it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,35 @@ def broker(redis_url, settings):
 def _fast_password_hashing(settings):
     # PBKDF2's cost is for production logins; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """No test leaves Ctrl-C changed for the tests after it.
+
+    SIGINT's disposition is process-wide and inherited: left ignored (SIG_IGN), every process
+    that later tests start ignores Ctrl-C too. A test that changes the handler (in its body or
+    in a fixture of any scope set up or torn down around it) is named in a warning, and the
+    handler is put back. This wraps the whole protocol rather than being a function fixture,
+    because a module or session fixture is set up before any function fixture's `before`.
+    """
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        return (yield)
+    finally:
+        after = signal.getsignal(signal.SIGINT)
+        if after != before:
+            if before is not None:  # None: a handler installed outside Python, which cannot be put back
+                signal.signal(signal.SIGINT, before)
+            warnings.warn(
+                f"{item.nodeid} changed SIGINT's handler from {before!r} to {after!r}; put back",
+                stacklevel=1,
+            )
+
+
+def pytest_report_header(config) -> str | None:
+    # A process started with SIGINT ignored keeps it ignored, and so do its children: a shell
+    # without job control starts background commands (`make test &`) that way.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        return "SIGINT: ignored since this process started (e.g. run in the background by a script)"
+    return None

@@ -149,7 +149,8 @@ def test_ctrl_c_stops_the_run_and_records_it_cancelled(write_notebook, local_dir
         cwd=REPO,
         start_new_session=True,  # its own process group, as a terminal gives it
         # and Ctrl-C's default action, as a terminal gives it: a process started with SIGINT ignored
-        # keeps it ignored, and something earlier in a full test session may have left it so here.
+        # keeps it ignored, and pytest itself may have been started so (a script's background job;
+        # tests/conftest.py says so in the header, and puts it back after any test that changes it).
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
