@@ -1,5 +1,5 @@
 """Fixtures shared by every suite: users, teams with each role, API clients, Redis; and what every
-test gets: Ctrl-C as the test found it."""
+test gets: a private model cache, and Ctrl-C as the test found it."""
 
 from __future__ import annotations
 
@@ -159,6 +159,15 @@ def broker(redis_url, settings):
 def _fast_password_hashing(settings):
     # PBKDF2's cost is for production logins; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory):
+    """The registry's model cache (cellar.registry.client.cache_dir) in this session's tmp dir, not
+    in ~/.cellar/models: for every test, and for every subprocess that inherits the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CELLAR_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        yield
 
 
 @pytest.hookimpl(wrapper=True)

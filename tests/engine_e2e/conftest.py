@@ -45,9 +45,14 @@ def test_database_url() -> str:
     return urlunparse(parsed._replace(path=f"/{name}"))
 
 
+# The one CELLAR_ variable the stack keeps: the session's model cache (tests/conftest.py), so that
+# steps loading a registered model do not fill ~/.cellar/models.
+KEPT = "CELLAR_MODEL_CACHE"
+
+
 def _clean_environment() -> dict[str, str]:
     drop = ("DATABASE_URL", "REDIS_URL", "ARTIFACT_STORE_URL", "DJANGO_SETTINGS_MODULE")
-    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("CELLAR_")}
+    return {k: v for k, v in os.environ.items() if k not in drop and (k == KEPT or not k.startswith("CELLAR_"))}
 
 
 @dataclass
@@ -70,6 +75,7 @@ class Stack:
             REDIS_URL=self.redis_url,
             ARTIFACT_STORE_URL=f"file://{self.store_dir}",
             CELLAR_API_URL=self.url,
+            CELLAR_EXECUTOR_ENV_PASS=KEPT,  # executors start from an allow-list (cellar_worker/executors.py)
             PATH=f"{BIN}:{env.get('PATH', '')}",
         )
         return env

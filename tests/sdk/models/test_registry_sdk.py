@@ -18,9 +18,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 
 @pytest.fixture
-def as_admin(tracking, team, members, monkeypatch, tmp_path):
+def as_admin(tracking, team, members, monkeypatch):
     monkeypatch.setenv("CELLAR_TOKEN", mint_token(team, members["admin"])[1])
-    monkeypatch.setenv("CELLAR_MODEL_CACHE", str(tmp_path / "model-cache"))
 
 
 @pytest.fixture
