@@ -57,6 +57,12 @@ def test_viewers_read_and_cannot_change(client, members, team, version, deploy):
     assert page.post("/t/acme/deployments/churn-api/keys/", {"name": "x"}).status_code == 403
 
 
+def test_each_route_links_to_its_version_page(client, members, team, version, deploy):
+    deploy(team, "churn-api", {version: 1})
+    body = _client(client, members["viewer"]).get("/t/acme/deployments/churn-api/").content.decode()
+    assert f'href="/t/acme/models/churn/versions/{version.version}/"' in body
+
+
 def test_another_team_gets_404(client, outsider, team, version, deploy):
     deploy(team, "churn-api", {version: 1})
     page = _client(client, outsider)

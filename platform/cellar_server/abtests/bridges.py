@@ -34,6 +34,13 @@ def version_info(*, team: Team, version_id: str) -> dict[str, Any] | None:
     return version_manifest(team=team, version_id=str(version_id))
 
 
+def version_url(*, team: Team, info: dict[str, Any] | None) -> str | None:
+    """The registry page of the version `version_info` described, or None when it has no name."""
+    from cellar_server.serving.versions import version_url as url
+
+    return url(team_slug=team.slug, manifest=info)
+
+
 def champion_version_id(*, team: Team, model: str) -> str | None:
     try:
         from cellar_server.registry.selectors import model_version_get

@@ -9,25 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import NoReverseMatch, reverse
-
 from cellar_server.abtests import bridges
 from cellar_server.abtests.models import ABTest
 from cellar_server.teams.models import AuditEvent
 from cellar_server.teams.selectors import AuditFilters, audit_event_list
 
 ENDING_VERBS = {ABTest.PROMOTED: "abtest.promote", ABTest.STOPPED: "abtest.stop"}
-
-
-def _version_url(team_slug: str, info: dict[str, Any]) -> str | None:
-    if not info.get("model") or info.get("version") is None:
-        return None
-    try:
-        return reverse(
-            "registry:version", kwargs={"team_slug": team_slug, "name": info["model"], "version": int(info["version"])}
-        )
-    except (NoReverseMatch, TypeError, ValueError):
-        return None
 
 
 def label_arms(*, test: ABTest, result: dict[str, Any]) -> dict[str, str]:
@@ -41,7 +28,7 @@ def label_arms(*, test: ABTest, result: dict[str, Any]) -> dict[str, str]:
         info = bridges.version_info(team=test.team, version_id=arm["version_id"]) or {}
         name = f"{info['model']} v{info['version']}" if info.get("model") else ""
         arm["name"] = name or f"version {arm['version_id']}"
-        arm["url"] = _version_url(test.team.slug, info)
+        arm["url"] = bridges.version_url(team=test.team, info=info)
         arm["display"] = f"{arm['key']} · {name}" if name else arm["key"]
         displays[arm["key"]] = arm["display"]
         names[arm["key"]] = name

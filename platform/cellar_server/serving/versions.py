@@ -1,8 +1,9 @@
-"""Serving's one door into the registry: a model version's manifest by id.
+"""Serving's one door into the registry: a model version's manifest by id, and its page.
 
 The registry app (helper-owned, `registry/selectors.py`) answers
 `model_version_manifest(team=, version_id=) -> {"id", "model", "version", "flavor", "signature",
-"files": {relpath: sha256}, "profile"}`; serving never reads registry tables itself.
+"files": {relpath: sha256}, "profile"}`; serving never reads registry tables itself. The A/B-test
+app reaches these through its own bridges (abtests/bridges.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.urls import NoReverseMatch, reverse
 
 from cellar_server.core.exceptions import ServiceError
 
@@ -27,6 +29,18 @@ def version_manifest(*, team, version_id: str) -> dict[str, Any] | None:
     if manifest is None:
         return None
     return {**manifest, "id": str(manifest.get("id", version_id))}
+
+
+def version_url(*, team_slug: str, manifest: dict[str, Any] | None) -> str | None:
+    """The registry page of a version ("/t/acme/models/churn/versions/2/") from its manifest, or None
+    when it has no model name and number (or the registry's pages are not installed)."""
+    if not manifest or not manifest.get("model") or manifest.get("version") is None:
+        return None
+    try:
+        kwargs = {"team_slug": team_slug, "name": manifest["model"], "version": int(manifest["version"])}
+        return reverse("registry:version", kwargs=kwargs)
+    except (NoReverseMatch, TypeError, ValueError):
+        return None
 
 
 def version_aliases(*, team, version_ids: list[str]) -> dict[str, list[str]]:

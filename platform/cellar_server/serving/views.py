@@ -9,13 +9,12 @@ from typing import Any
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
 from cellar_server.serving import selectors, services
 from cellar_server.serving.apis import READ, WRITE
 from cellar_server.serving.models import DeploymentKey
-from cellar_server.serving.versions import version_aliases, version_choices, version_manifest
+from cellar_server.serving.versions import version_aliases, version_choices, version_manifest, version_url
 from cellar_server.teams.pages import page_actor, run_service, team_page
 from cellar_server.teams.selectors import TeamAccess
 
@@ -102,16 +101,6 @@ def routes_update(request: HttpRequest, access: TeamAccess, deployment_name: str
     return redirect("serving:deployment", team_slug=access.team.slug, deployment_name=found.name)
 
 
-def _version_url(team_slug: str, model: dict[str, Any] | None) -> str | None:
-    """The registry page of a version ("/t/acme/models/churn/versions/2/"), when it has a name."""
-    if not model or not model.get("model") or model.get("version") is None:
-        return None
-    try:
-        return reverse("registry:version", args=[team_slug, model["model"], int(model["version"])])
-    except (NoReverseMatch, TypeError, ValueError):
-        return None
-
-
 DRIFT_TOP = 5  # stable features shown above the fold, after every warning and every error
 
 
@@ -155,7 +144,7 @@ def deployment(request: HttpRequest, access: TeamAccess, deployment_name: str) -
             "aliases": aliases.get(str(route.version_id), []),
             "health": summary.health.get(route.version_id),
             "model": (model := version_manifest(team=access.team, version_id=route.version_id)),
-            "url": _version_url(access.team.slug, model),
+            "url": version_url(team_slug=access.team.slug, manifest=model),
         }
         for route in summary.routes
     ]
