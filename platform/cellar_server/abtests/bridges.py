@@ -41,6 +41,13 @@ def version_url(*, team: Team, info: dict[str, Any] | None) -> str | None:
     return url(team_slug=team.slug, manifest=info)
 
 
+def label_versions(*, team: Team, items: list[Any]) -> None:
+    """Sets `label` ("churn v2", else "version <id>") on objects with a `version_id`."""
+    from cellar_server.serving.versions import label_versions as label
+
+    label(team, items)
+
+
 def champion_version_id(*, team: Team, model: str) -> str | None:
     try:
         from cellar_server.registry.selectors import model_version_get

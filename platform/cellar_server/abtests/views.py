@@ -34,10 +34,8 @@ def _deployments(access: TeamAccess) -> list:
 
 @team_page(READ)
 def test_list(request: HttpRequest, access: TeamAccess) -> HttpResponse:
-    from cellar_server.serving.views import label_versions
-
     tests = list(selectors.abtest_list(team=access.team))
-    label_versions(access.team, [arm for test in tests for arm in test.arms.all()])
+    bridges.label_versions(team=access.team, items=[arm for test in tests for arm in test.arms.all()])
     return render(
         request,
         "abtests/list.html",

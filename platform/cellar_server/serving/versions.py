@@ -71,3 +71,13 @@ def version_choices(*, team) -> list[tuple[str, str]]:
             label = f"{model.name} v{version.version}" + (f" · {', '.join(names)}" if names else "")
             choices.append((str(version.pk), label))
     return choices[:MAX_CHOICES]
+
+
+def label_versions(team: Any, items: list[Any]) -> None:
+    """Sets `label` ("churn v2", else "version <id>") on objects with a `version_id`; one lookup per version."""
+    names: dict[str, str] = {}
+    for item in items:
+        if item.version_id not in names:
+            model = version_manifest(team=team, version_id=item.version_id)
+            names[item.version_id] = f"{model['model']} v{model['version']}" if model else f"version {item.version_id}"
+        item.label = names[item.version_id]

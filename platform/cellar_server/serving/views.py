@@ -14,23 +14,19 @@ from django.views.decorators.http import require_POST
 from cellar_server.serving import selectors, services
 from cellar_server.serving.apis import READ, WRITE
 from cellar_server.serving.models import DeploymentKey
-from cellar_server.serving.versions import version_aliases, version_choices, version_manifest, version_url
+from cellar_server.serving.versions import (
+    label_versions,
+    version_aliases,
+    version_choices,
+    version_manifest,
+    version_url,
+)
 from cellar_server.teams.pages import page_actor, run_service, team_page
 from cellar_server.teams.selectors import TeamAccess
 
 
 def serve_url(request: HttpRequest) -> str:
     return settings.CELLAR_SERVE_PUBLIC_URL
-
-
-def label_versions(team: Any, items: list[Any]) -> None:
-    """Sets `label` ("churn v2", else "version <id>") on objects with a `version_id`; one lookup per version."""
-    names: dict[str, str] = {}
-    for item in items:
-        if item.version_id not in names:
-            model = version_manifest(team=team, version_id=item.version_id)
-            names[item.version_id] = f"{model['model']} v{model['version']}" if model else f"version {item.version_id}"
-        item.label = names[item.version_id]
 
 
 @team_page(READ)
