@@ -48,20 +48,18 @@ def versions_for(*, team: Team, model: RegisteredModel) -> QuerySet[ModelVersion
 
 def aliases_by_version(*, team: Team, models: Iterable[RegisteredModel]) -> dict[int, list[str]]:
     """version pk -> alias names, for several models in one query."""
-    with team_scope(team.id):
-        rows = ModelAlias.objects.filter(model__in=list(models)).values_list("version_id", "alias")
-        out: dict[int, list[str]] = {}
-        for version_id, alias in rows:
-            out.setdefault(version_id, []).append(alias)
-    return {k: sorted(v) for k, v in out.items()}
+    return _alias_names(team, model__in=list(models))
 
 
 def aliases_for_versions(*, team: Team, version_ids: Iterable[int]) -> dict[int, list[str]]:
     """version pk -> alias names, for versions of any models (a deployment's routes), in one query."""
+    return _alias_names(team, version_id__in=list(version_ids))
+
+
+def _alias_names(team: Team, **lookup) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
     with team_scope(team.id):
-        rows = ModelAlias.objects.filter(version_id__in=list(version_ids)).values_list("version_id", "alias")
-        out: dict[int, list[str]] = {}
-        for version_id, alias in rows:
+        for version_id, alias in ModelAlias.objects.filter(**lookup).values_list("version_id", "alias"):
             out.setdefault(version_id, []).append(alias)
     return {k: sorted(v) for k, v in out.items()}
 
